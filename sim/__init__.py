@@ -1,0 +1,1 @@
+"""tick2trade.sim"""
