@@ -1,0 +1,178 @@
+"""MoldUDP64 receive: session and sequence tracking of the downstream packets."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .stream import BEAT_BYTES, rx_stream, big_endian, lane
+from .udp_rx import UDP_PAYLOAD_OFFSET
+
+__all__ = ["MoldUdp64Rx", "MoldUdp64Events", "MoldPacket", "MOLD_HEADER_BYTES", "BLOCKS_OFFSET"]
+
+#: MoldUDP64 header: session (10), sequence number (8), message count (2).
+MOLD_HEADER_BYTES = 20
+#: Frame offset of the first message block.
+BLOCKS_OFFSET = UDP_PAYLOAD_OFFSET + MOLD_HEADER_BYTES
+SESSION_BYTES = 10
+END_OF_SESSION = 0xFFFF
+_HEADER_BEAT = (BLOCKS_OFFSET - 1) // BEAT_BYTES  # frame beat holding the header's last byte
+_FIRST_BEAT = UDP_PAYLOAD_OFFSET // BEAT_BYTES    # frame beat of the payload's first beat
+
+
+class MoldPacket(data.Struct):
+    """What the MoldUDP64 header of the current packet decided.
+
+    Interface attributes
+    --------------------
+    deliver : 1 bit
+        The packet is in sequence tracking (not short, not an end of session,
+        not from another session): its blocks are to be framed.
+    seq : 64 bits
+        Sequence number of the packet's first message block.
+    count : 16 bits
+        Message count of the header.
+    skip : 16 bits
+        Number of leading blocks that are duplicates of messages already delivered.
+    gap : 1 bit
+        Messages were lost before this packet.
+    """
+    deliver: 1
+    seq: 64
+    count: 16
+    skip: 16
+    gap: 1
+
+
+class MoldUdp64Events(data.Struct):
+    """One strobe per counter of this stage; ``mold_gap_messages`` is an amount to add."""
+    mold_packets: 1
+    mold_short: 1
+    mold_heartbeat: 1
+    mold_end_of_session: 1
+    mold_session_mismatch: 1
+    mold_gap: 1
+    mold_gap_messages: 32
+    mold_duplicate_packet: 1
+
+
+class MoldUdp64Rx(wiring.Component):
+    """MoldUDP64 session and sequence tracking, cut-through.
+
+    Reads the header of each UDP payload as it goes by, and decides, from the
+    header alone, which of the packet's messages are new (docs/receive-path.md,
+    "MoldUDP64"). The payload continues to ``ItchSplit`` in the same cycle;
+    the decision follows in ``packet``.
+
+    Interface attributes
+    --------------------
+    payload : In(beat stream)
+        UDP payloads from ``UdpRx``.
+    blocks : Out(beat stream)
+        The same beats, frame-aligned, ``keep`` narrowed to the message blocks.
+    packet : Out(MoldPacket)
+        The decision for the current packet, valid from the cycle after the
+        header's last byte (before any message block can be complete) until
+        the next packet's header; ``deliver`` is clear from the next packet's
+        first beat.
+    resync : In(1)
+        Forget the session: the next packet starts a new one.
+    events : Out(MoldUdp64Events)
+    """
+
+    def __init__(self):
+        super().__init__({
+            "payload": In(rx_stream()),
+            "blocks": Out(rx_stream()),
+            "packet": Out(MoldPacket),
+            "resync": In(1),
+            "events": Out(MoldUdp64Events),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        payload = self.payload.p
+
+        frame_beat = Signal(range(_FIRST_BEAT, _HEADER_BEAT + 2), init=_FIRST_BEAT)
+        beat = Signal.like(frame_beat)  # frame beat index of the beat now at `payload`
+        m.d.comb += beat.eq(Mux(payload.first, _FIRST_BEAT, frame_beat))
+        stored = Signal(data.ArrayLayout(64, _HEADER_BEAT - _FIRST_BEAT))
+
+        with m.If(self.payload.valid):
+            for index in range(_HEADER_BEAT - _FIRST_BEAT):
+                with m.If(beat == _FIRST_BEAT + index):
+                    m.d.sync += stored[index].eq(payload.data)
+            with m.If(beat <= _HEADER_BEAT):
+                m.d.sync += frame_beat.eq(beat + 1)
+
+        # The header as seen in its last beat: earlier beats stored, the last arriving.
+        def octet(offset):
+            index, byte_lane = divmod(offset, BEAT_BYTES)
+            source = payload.data if index == _HEADER_BEAT else stored[index - _FIRST_BEAT]
+            return lane(source, byte_lane)
+
+        header_base = UDP_PAYLOAD_OFFSET
+        session = big_endian(*(octet(header_base + i) for i in range(SESSION_BYTES)))
+        seq = big_endian(*(octet(header_base + SESSION_BYTES + i) for i in range(8)))
+        count = big_endian(*(octet(header_base + SESSION_BYTES + 8 + i) for i in range(2)))
+        header_last_lane = (BLOCKS_OFFSET - 1) % BEAT_BYTES
+
+        synced = Signal()
+        expected_session = Signal(8 * SESSION_BYTES)
+        next_seq = Signal(64)
+        info = self.packet
+
+        header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
+        session_match = session == expected_session
+        with m.If(self.payload.valid & payload.first):
+            m.d.sync += [info.deliver.eq(0), info.gap.eq(0), info.skip.eq(0)]
+        with m.If(header_done):
+            with m.If(count == END_OF_SESSION):
+                m.d.comb += self.events.mold_end_of_session.eq(1)
+                with m.If(synced & session_match):
+                    m.d.sync += synced.eq(0)
+                with m.Elif(synced):
+                    m.d.comb += self.events.mold_session_mismatch.eq(1)
+            with m.Elif(synced & ~session_match):
+                m.d.comb += self.events.mold_session_mismatch.eq(1)
+            with m.Else():
+                expected = Mux(synced, next_seq, seq)
+                behind = Signal(64)  # messages already delivered at the packet's start
+                end = Signal(65)
+                m.d.comb += [
+                    behind.eq(expected - seq),
+                    end.eq(seq + count),
+                    self.events.mold_packets.eq(1),
+                    self.events.mold_heartbeat.eq(count == 0),
+                ]
+                m.d.sync += [
+                    synced.eq(1),
+                    expected_session.eq(session),
+                    info.deliver.eq(1),
+                    info.seq.eq(seq),
+                    info.count.eq(count),
+                    next_seq.eq(Mux(end > expected, end, expected)),
+                ]
+                with m.If(seq > expected):
+                    m.d.comb += [
+                        self.events.mold_gap.eq(1),
+                        self.events.mold_gap_messages.eq(seq - expected),
+                    ]
+                    m.d.sync += info.gap.eq(1)
+                with m.Elif(seq < expected):
+                    m.d.sync += info.skip.eq(Mux(behind < count, behind, count))
+                    m.d.comb += self.events.mold_duplicate_packet.eq((count != 0) & (end <= expected))
+        with m.If(self.payload.valid & payload.last & (beat <= _HEADER_BEAT) & ~header_done):
+            m.d.comb += self.events.mold_short.eq(1)
+        with m.If(self.resync):
+            m.d.sync += synced.eq(0)
+
+        blocks_keep = Signal(BEAT_BYTES)
+        for i in range(BEAT_BYTES):
+            in_blocks = (beat > _HEADER_BEAT) | ((beat == _HEADER_BEAT) & (i > header_last_lane))
+            m.d.comb += blocks_keep[i].eq(payload.keep[i] & in_blocks)
+        m.d.comb += [
+            self.blocks.valid.eq(self.payload.valid),
+            self.blocks.p.eq(payload),
+            self.blocks.p.keep.eq(blocks_keep),
+        ]
+        return m

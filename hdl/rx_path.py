@@ -1,0 +1,89 @@
+"""The market-data receive path: Ethernet frames in, decoded ITCH messages out."""
+
+import ipaddress
+
+from amaranth.hdl import Module
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .csr import RegisterBlock, RegisterBus
+from .itch_decode import ItchDecode, ItchMessage
+from .itch_split import ItchSplit, ItchSplitEvents, PacketEnd
+from .moldudp64_rx import MoldUdp64Events, MoldUdp64Rx
+from .stream import rx_stream
+from .udp_rx import UdpRx, UdpRxEvents
+
+__all__ = ["RxPath", "COUNTERS", "DEFAULT_DST_IP", "DEFAULT_DST_PORT"]
+
+DEFAULT_DST_IP = "233.54.12.111"
+DEFAULT_DST_PORT = 26477
+
+
+def _counter_widths(*event_layouts):
+    return {name: field.width
+            for layout in event_layouts for name, field in data.Layout.cast(layout)}
+
+
+#: Every counter of the receive path, in register order, with the width of its increment.
+COUNTERS = _counter_widths(UdpRxEvents, MoldUdp64Events, ItchSplitEvents)
+
+
+class RxPath(wiring.Component):
+    """Ethernet/IPv4/UDP filter, MoldUDP64 tracking, ITCH framing and decode, and their registers.
+
+    A message leaves ``messages`` one cycle after the beat holding its last
+    byte was at ``rx``: every stage but the framing register is cut-through.
+
+    Interface attributes
+    --------------------
+    rx : In(beat stream)
+        Frames from the MAC (no FCS), no backpressure.
+    messages : Out(stream of ItchMessage)
+        Decoded messages, in sequence order.
+    packet_end : Out(stream of PacketEnd)
+        The end of every packet that reached MoldUDP64 tracking, good or bad.
+    csr : In(RegisterBus)
+        Configuration (``dst_ip``, ``dst_port``), the ``resync`` strobe, and
+        the counters named in ``COUNTERS``; addresses in ``address_map``.
+    """
+
+    def __init__(self, *, dst_ip=DEFAULT_DST_IP, dst_port=DEFAULT_DST_PORT):
+        self._registers = RegisterBlock(
+            config={"dst_ip": (32, int(ipaddress.IPv4Address(dst_ip))), "dst_port": (16, dst_port)},
+            strobes={"resync": 1},
+            counters=COUNTERS,
+        )
+        self.address_map = self._registers.address_map
+        super().__init__({
+            "rx": In(rx_stream()),
+            "messages": Out(rx_stream(ItchMessage)),
+            "packet_end": Out(rx_stream(PacketEnd)),
+            "csr": In(RegisterBus()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.udp_rx = udp_rx = UdpRx()
+        m.submodules.moldudp64_rx = moldudp64_rx = MoldUdp64Rx()
+        m.submodules.itch_split = itch_split = ItchSplit()
+        m.submodules.itch_decode = itch_decode = ItchDecode()
+        m.submodules.registers = registers = self._registers
+
+        wiring.connect(m, wiring.flipped(self.rx), udp_rx.rx)
+        wiring.connect(m, udp_rx.payload, moldudp64_rx.payload)
+        wiring.connect(m, moldudp64_rx.blocks, itch_split.blocks)
+        m.d.comb += itch_split.packet.eq(moldudp64_rx.packet)
+        wiring.connect(m, itch_split.messages, itch_decode.raw)
+        wiring.connect(m, itch_decode.decoded, wiring.flipped(self.messages))
+        wiring.connect(m, itch_split.packet_end, wiring.flipped(self.packet_end))
+        wiring.connect(m, wiring.flipped(self.csr), registers.bus)
+
+        m.d.comb += [
+            udp_rx.dst_ip.eq(registers.dst_ip),
+            udp_rx.dst_port.eq(registers.dst_port),
+            moldudp64_rx.resync.eq(registers.resync),
+        ]
+        for stage in (udp_rx, moldudp64_rx, itch_split):
+            for name, _field in data.Layout.cast(stage.events.shape()):
+                m.d.comb += getattr(registers, name).eq(getattr(stage.events, name))
+        return m
