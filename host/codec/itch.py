@@ -19,7 +19,7 @@ Representation choices:
 - One-byte codes (e.g. `side`) are one-character strings, never stripped
   (a space code stays " ").
 - Unknown types raise `UnknownTypeError`, a wrong length for a known type
-  raises `BadLengthError`; both are `ItchError` (a `ValueError`), so callers
+  raises `BadLengthError`; both are `ItchError` (a `CodecError`), so callers
   can skip and count them. `MESSAGE_LENGTHS` answers "is this type known and
   how long is it" without decoding.
 - `AddOrderMpid` subclasses `AddOrder` and `OrderExecutedWithPrice`
@@ -33,6 +33,8 @@ import dataclasses
 import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from .net import CodecError
 
 __all__ = [
     "ItchError",
@@ -75,7 +77,7 @@ _HEADER_FORMAT = ">cHHHI"
 _HEADER_FIELD_COUNT = 5
 
 
-class ItchError(ValueError):
+class ItchError(CodecError):
     """A byte string is not a valid ITCH 5.0 message."""
 
 

@@ -18,8 +18,10 @@ fields); encoding pads it to 10 bytes with spaces.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from .net import CodecError
 
 __all__ = [
     "MoldError",
@@ -42,7 +44,7 @@ MAX_BLOCK_LENGTH = 0xFFFF
 SESSION_LENGTH = 10
 
 
-class MoldError(ValueError):
+class MoldError(CodecError):
     """Bytes that are not a well-formed MoldUDP64 packet, or an unencodable one."""
 
 
@@ -131,7 +133,7 @@ def decode_packet(payload: bytes | bytearray | memoryview) -> MoldPacket:
     return MoldPacket(session_text, sequence, messages)
 
 
-def _iter_blocks(payload, count: int) -> Iterable[bytes]:
+def _iter_blocks(payload, count: int) -> Iterator[bytes]:
     offset = HEADER_LENGTH
     for index in range(count):
         if offset + 2 > len(payload):
