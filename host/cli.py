@@ -1,2 +1,250 @@
-def main():
-    print("tick2trade")
+"""The ``tick2trade`` command line."""
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+from .codec.net import CodecError
+from .device import BACKENDS, DeviceError, RxFrame, open_rx_device
+from .files import atomic_write
+
+__all__ = ["main"]
+
+PCAP_MAGICS = {bytes.fromhex(m) for m in ("a1b2c3d4", "d4c3b2a1", "a1b23c4d", "4d3cb2a1")}
+PCAPNG_MAGIC = bytes.fromhex("0a0d0d0a")
+SIMULATORS = [b for b in BACKENDS if b != "model"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class Progress:
+    """A one-line progress display on stderr, shown only on a terminal."""
+
+    def __init__(self, label):
+        self._label = label
+        self._shown = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, done, total):
+        now = time.monotonic()
+        if self._shown and (now - self._last > 0.2 or done == total):
+            self._last = now
+            sys.stderr.write(f"\r{self._label}: {done}/{total} ({100 * done // max(total, 1)}%)")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _existing_file(path):
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path
+
+
+def _file_kind(path):
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if magic in PCAP_MAGICS:
+        return "pcap"
+    if magic == PCAPNG_MAGIC:
+        raise UsageError(f"{path}: pcapng is not supported; convert it with 'editcap -F pcap'")
+    return "binaryfile"
+
+
+def _read_frames(path):
+    from .codec.pcap import read_pcap
+    path = _existing_file(path)
+    if _file_kind(path) != "pcap":
+        raise UsageError(f"{path}: not a pcap file")
+    return [RxFrame(record.data) for record in read_pcap(path)]
+
+
+def _write_jsonl(path, records):
+    with atomic_write(path, "w", encoding="utf-8") as file:
+        for record in records:
+            file.write(json.dumps(record))
+            file.write("\n")
+
+
+def _print_counters(counters, file=sys.stderr):
+    nonzero = {name: value for name, value in counters.items() if value}
+    print("counters: " + json.dumps(nonzero), file=file)
+
+
+def cmd_feed_generate(args):
+    from .feed import FeedOptions, generate_frames
+    from .codec.pcap import PcapRecord, write_pcap
+    options = FeedOptions(
+        seed=args.seed, messages=args.messages, instruments=args.instruments,
+        max_messages_per_packet=args.max_per_packet, gap_rate=args.gaps,
+        duplicate_rate=args.duplicates, reorder_rate=args.reorder, corrupt_rate=args.corrupt,
+        end_of_session=args.end_of_session)
+    frames = generate_frames(options)
+    write_pcap(args.out, (PcapRecord(ts, frame) for ts, frame in frames))
+    print(f"wrote {len(frames)} frames ({args.messages} messages) to {args.out}", file=sys.stderr)
+
+
+def _decode_binaryfile(path):
+    """Records of a BinaryFILE day file: messages numbered from 1, unknown types skipped and counted."""
+    from .codec import itch
+    from .codec.binaryfile import iter_messages
+    records, counters = [], {"msgs": 0, "msg_unknown_type": 0, "msg_bad_length": 0}
+    for seq, raw in enumerate(iter_messages(path), start=1):
+        try:
+            message = itch.decode(raw)
+        except itch.UnknownTypeError:
+            counters["msg_unknown_type"] += 1
+            continue
+        except itch.BadLengthError:
+            counters["msg_bad_length"] += 1
+            continue
+        counters["msgs"] += 1
+        records.append(itch.to_record(message, seq, False))
+    return records, counters
+
+
+def cmd_feed_decode(args):
+    path = _existing_file(args.input)
+    if _file_kind(path) == "pcap":
+        device = open_rx_device("model", dst_ip=args.dst_ip, dst_port=args.dst_port)
+        result = device.run(_read_frames(path))
+        records, counters = result.messages, result.counters
+    else:
+        records, counters = _decode_binaryfile(path)
+    _write_jsonl(args.out, records)
+    print(f"wrote {len(records)} messages to {args.out}", file=sys.stderr)
+    _print_counters(counters)
+
+
+def cmd_sim_rx(args):
+    frames = _read_frames(args.input)
+    device = open_rx_device(args.simulator, dst_ip=args.dst_ip, dst_port=args.dst_port)
+    result = device.run(frames, idle_probability=args.idle, seed=args.seed,
+                        progress=Progress(f"simulating on {args.simulator}"))
+    _write_jsonl(args.out, result.messages)
+    print(f"wrote {len(result.messages)} messages to {args.out}", file=sys.stderr)
+    _print_counters(result.counters)
+
+
+def cmd_verilog(args):
+    from ..hdl.rx_path import RxPath
+    from ..sim.verilog import write_verilog
+    path = write_verilog(RxPath(), pathlib.Path(args.out) / "rx_path.v", name="rx_path")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def cmd_bench(args):
+    from .bench import run_benchmarks
+    results = run_benchmarks(progress=lambda line: print(line, file=sys.stderr))
+    with atomic_write(args.out, "w", encoding="utf-8") as file:
+        json.dump(results, file, indent=2)
+    print(json.dumps(results, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    return run_demo(pathlib.Path(args.out))
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1)")
+    return value
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def build_parser():
+    from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
+    parser = argparse.ArgumentParser(prog="tick2trade", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_address_options(sub):
+        sub.add_argument("--dst-ip", default=DEFAULT_DST_IP, help="feed destination address (%(default)s)")
+        sub.add_argument("--dst-port", type=int, default=DEFAULT_DST_PORT, help="feed UDP port (%(default)s)")
+
+    feed = commands.add_parser("feed", help="generate and decode market-data feeds")
+    feed_commands = feed.add_subparsers(dest="feed_command", required=True, metavar="COMMAND")
+    generate = feed_commands.add_parser("generate", help="write a seeded simulated ITCH feed as pcap")
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--messages", type=_positive, default=10_000)
+    generate.add_argument("--instruments", type=_positive, default=8)
+    generate.add_argument("--max-per-packet", type=_positive, default=20,
+                          help="most messages in one MoldUDP64 packet (%(default)s)")
+    generate.add_argument("--gaps", type=_probability, default=0.0, help="probability a packet is lost")
+    generate.add_argument("--duplicates", type=_probability, default=0.0,
+                          help="probability a packet is sent again")
+    generate.add_argument("--reorder", type=_probability, default=0.0,
+                          help="probability two packets swap places")
+    generate.add_argument("--corrupt", type=_probability, default=0.0,
+                          help="probability a bad frame from the catalogue is inserted")
+    generate.add_argument("--end-of-session", action="store_true", help="end with an end-of-session packet")
+    generate.add_argument("--out", required=True)
+    generate.set_defaults(run=cmd_feed_generate)
+
+    decode = feed_commands.add_parser("decode", help="golden-model decode of a pcap or BinaryFILE")
+    decode.add_argument("input")
+    decode.add_argument("--out", required=True)
+    add_address_options(decode)
+    decode.set_defaults(run=cmd_feed_decode)
+
+    sim = commands.add_parser("sim", help="run the gateware in simulation")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
+    sim_rx = sim_commands.add_parser("rx", help="decode a pcap with the receive-path gateware")
+    sim_rx.add_argument("input")
+    sim_rx.add_argument("--out", required=True)
+    sim_rx.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+    sim_rx.add_argument("--idle", type=_probability, default=0.0,
+                        help="probability of an idle cycle before each beat (%(default)s)")
+    sim_rx.add_argument("--seed", type=int, default=0, help="seed of the idle-cycle pattern")
+    add_address_options(sim_rx)
+    sim_rx.set_defaults(run=cmd_sim_rx)
+
+    verilog = commands.add_parser("verilog", help="write the receive path as Verilog")
+    verilog.add_argument("--out", default="out/verilog")
+    verilog.set_defaults(run=cmd_verilog)
+
+    bench = commands.add_parser("bench", help="run the benchmarks and write JSON")
+    bench.add_argument("--out", default="out/bench.json")
+    bench.set_defaults(run=cmd_bench)
+
+    demo = commands.add_parser("demo", help="generate a feed, decode it in the golden model and the gateware, compare")
+    demo.add_argument("--out", default="out/demo")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.run(args)
+    except (UsageError, CodecError, DeviceError, OSError) as error:
+        print(f"tick2trade: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tick2trade: interrupted", file=sys.stderr)
+        return 130
+    return status or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

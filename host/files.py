@@ -1,0 +1,27 @@
+"""Writing output files so that nothing a user asked for is left half-written."""
+
+import contextlib
+import os
+import pathlib
+import tempfile
+
+__all__ = ["atomic_write"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", **open_options):
+    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    The directory is created if missing.
+    """
+    target = pathlib.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, mode, **open_options) as file:
+            yield file
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
