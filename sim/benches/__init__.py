@@ -1,0 +1,1 @@
+"""cocotb benches: test modules the simulators load through the cocotb runner."""
