@@ -119,3 +119,12 @@ def test_round_trip_arbitrary_content(tmp_path_factory, messages, chunk_size):
     batches = list(iter_batches(path, chunk_size))
     types = np.concatenate([b.types for b in batches]) if batches else np.zeros(0)
     assert types.tolist() == [m[0] if m else 0 for m in messages]
+
+
+def test_decode_benchmark_reads_back_what_it_wrote():
+    """Smoke run of the benchmark at a small size (rates are not asserted: tests never time)."""
+    from tick2trade.host.bench_decode import run
+
+    result = run(messages=3_000, repeats=1)
+    assert result["messages"] == 3_000
+    assert {"batch_msgs_per_s", "framing_msgs_per_s", "typed_decode_msgs_per_s"} <= set(result)
