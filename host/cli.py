@@ -76,17 +76,23 @@ def _print_counters(counters, file=sys.stderr):
     print("counters: " + json.dumps(nonzero), file=file)
 
 
+def _instrument_names(count):
+    from .feed import DEFAULT_INSTRUMENTS
+    extra = (f"SYM{number:05d}" for number in range(len(DEFAULT_INSTRUMENTS), count))
+    return (*DEFAULT_INSTRUMENTS[:count], *extra)
+
+
 def cmd_feed_generate(args):
-    from .feed import FeedOptions, generate_frames
-    from .codec.pcap import PcapRecord, write_pcap
-    options = FeedOptions(
-        seed=args.seed, messages=args.messages, instruments=args.instruments,
-        max_messages_per_packet=args.max_per_packet, gap_rate=args.gaps,
-        duplicate_rate=args.duplicates, reorder_rate=args.reorder, corrupt_rate=args.corrupt,
-        end_of_session=args.end_of_session)
-    frames = generate_frames(options)
-    write_pcap(args.out, (PcapRecord(ts, frame) for ts, frame in frames))
-    print(f"wrote {len(frames)} frames ({args.messages} messages) to {args.out}", file=sys.stderr)
+    from .codec.pcap import write_pcap
+    from .feed import FeedConfig, generate_feed
+    config = FeedConfig(
+        seed=args.seed, messages=args.messages, instruments=_instrument_names(args.instruments),
+        max_messages_per_packet=args.max_per_packet, gap_probability=args.gaps,
+        duplicate_probability=args.duplicates, reorder_probability=args.reorder,
+        corrupt_probability=args.corrupt, end_of_session=not args.no_end_of_session)
+    records = generate_feed(config)
+    write_pcap(args.out, records)
+    print(f"wrote {len(records)} frames ({args.messages} order-flow messages) to {args.out}", file=sys.stderr)
 
 
 def _decode_binaryfile(path):
@@ -196,7 +202,8 @@ def build_parser():
                           help="probability two packets swap places")
     generate.add_argument("--corrupt", type=_probability, default=0.0,
                           help="probability a bad frame from the catalogue is inserted")
-    generate.add_argument("--end-of-session", action="store_true", help="end with an end-of-session packet")
+    generate.add_argument("--no-end-of-session", action="store_true",
+                          help="leave out the closing end-of-session packet")
     generate.add_argument("--out", required=True)
     generate.set_defaults(run=cmd_feed_generate)
 

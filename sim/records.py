@@ -32,5 +32,10 @@ def record_from_message(value):
               "timestamp": fields["timestamp"], "gap": bool(fields["gap"])}
     for name, _offset, length, kind in MESSAGE_FIELDS.get(type_, [])[3:]:
         number = field_value(fields["fields"], type_, name)
-        record[name] = number if kind == "int" else _text(number, length).rstrip(" ")
+        if kind == "int":
+            record[name] = number
+        elif kind == "char":  # a one-byte code stays one character, a space included
+            record[name] = _text(number, length)
+        else:
+            record[name] = _text(number, length).rstrip(" ")
     return record
