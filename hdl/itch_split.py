@@ -178,6 +178,13 @@ class ItchSplit(wiring.Component):
         for j in range(BEAT_BYTES):
             with m.If(beat.keep[j]):
                 m.d.comb += last_kept_lane.eq(j)
+        # A block not yet complete has bytes in this packet, after this beat. Beats without kept
+        # bytes (a trailer after the datagram) leave it as it was.
+        inside = Signal()
+        inside_now = Signal()
+        m.d.comb += inside_now.eq(Mux(beat.keep.any(), offset + last_kept_lane >= 0, inside & ~beat.first))
+        with m.If(self.blocks.valid):
+            m.d.sync += inside.eq(inside_now)
         end_pending = Signal()
         end_partial = Signal()  # ended inside a block (its length field included)
         end_err = Signal()
@@ -185,7 +192,7 @@ class ItchSplit(wiring.Component):
         m.d.sync += end_pending.eq(self.blocks.valid & beat.last)
         with m.If(self.blocks.valid & beat.last):
             m.d.sync += [
-                end_partial.eq(offset + last_kept_lane >= 0),
+                end_partial.eq(inside_now),
                 end_err.eq(beat.err),
                 end_abandoned.eq((abandoned & ~beat.first)
                                  | (length_done & (new_length < MIN_MESSAGE_LENGTH))),
