@@ -161,7 +161,14 @@ class MoldUdp64Rx(wiring.Component):
                 with m.Elif(seq < expected):
                     m.d.sync += info.skip.eq(Mux(behind < count, behind, count))
                     m.d.comb += self.events.mold_duplicate_packet.eq((count != 0) & (end <= expected))
-        with m.If(self.payload.valid & payload.last & (beat <= _HEADER_BEAT) & ~header_done):
+        # The header has been seen in this packet (a trailer after the datagram may run past
+        # the header beat without completing the header: keep-less beats).
+        header_seen = Signal()
+        header_seen_now = Signal()
+        m.d.comb += header_seen_now.eq((header_seen & ~payload.first) | header_done)
+        with m.If(self.payload.valid):
+            m.d.sync += header_seen.eq(header_seen_now)
+        with m.If(self.payload.valid & payload.last & ~header_seen_now):
             m.d.comb += self.events.mold_short.eq(1)
         with m.If(self.resync):
             m.d.sync += synced.eq(0)
