@@ -166,18 +166,19 @@ class ItchDecode(wiring.Component):
         out = self.decoded.p
         views = BodyViews(raw.body)
         header = views.A  # the common header is the same in every view
+        message_type = raw.body[-8:]
         m.d.comb += [
             self.decoded.valid.eq(self.raw.valid),
             out.seq.eq(raw.seq),
             out.gap.eq(raw.gap),
             out.length.eq(raw.length),
-            out.type.eq(raw.body[-8:]),
+            out.type.eq(message_type),
             out.locate.eq(header.locate),
             out.tracking.eq(header.tracking),
             out.timestamp.eq(header.timestamp),
             out.fields.eq(raw.body),
         ]
-        with m.Switch(out.type):
+        with m.Switch(message_type):
             for type_, mapping in _TRIGGER_FIELDS.items():
                 with m.Case(ord(type_)):
                     view = getattr(views, type_)

@@ -1,15 +1,18 @@
 """ITCH message framing: cuts MoldUDP64 message blocks out of frame-aligned beats."""
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .itch_decode import BODY_BYTES, MESSAGE_LENGTHS, RawMessage
-from .moldudp64_rx import BLOCKS_OFFSET, MoldPacket
+from .moldudp64_rx import BLOCKS_OFFSET, MoldPacket, PacketEnd
 from .stream import BEAT_BYTES, lane, rx_stream
 from .udp_rx import UDP_PAYLOAD_OFFSET
 
-__all__ = ["ItchSplit", "ItchSplitEvents", "PacketEnd", "MIN_MESSAGE_LENGTH"]
+__all__ = ["ItchSplit", "ItchSplitEvents", "MIN_MESSAGE_LENGTH"]
 
 #: The shortest ITCH message. Blocks are at least this plus the 2-byte length
 #: long, so at most one block ends in any beat, and a block never ends in the
@@ -30,15 +33,6 @@ class ItchSplitEvents(data.Struct):
     msg_unknown_type: 1
     mold_count_mismatch: 1
     packets_bad: 1
-
-
-class PacketEnd(data.Struct):
-    """The end of a packet that reached MoldUDP64 tracking.
-
-    ``bad``: the frame was bad at its end, or its blocks did not frame as the
-    header said. Messages of it may already have been delivered.
-    """
-    bad: 1
 
 
 class ItchSplit(wiring.Component):
@@ -114,16 +108,17 @@ class ItchSplit(wiring.Component):
                 gathered.append(byte)
             return gathered
 
-        # The length field of the block at `offset`.
+        # The length field of the block at `offset`: its second byte is in lane j when offset == 1 - j.
+        # (Written as expressions rather than a process: Icarus 11 loops forever on the process form.)
+        second_byte_lane = [offset == 1 - j for j in range(BEAT_BYTES)]
         length_done = Signal()
         new_length = Signal(16)
-        for j in range(BEAT_BYTES):
-            with m.If(offset == 1 - j):
-                high = length_high if j == 0 else lane(beat.data, j - 1)
-                m.d.comb += [
-                    length_done.eq(beat.keep[j]),
-                    new_length.eq(Cat(lane(beat.data, j), high)),
-                ]
+        m.d.comb += [
+            length_done.eq(Cat(*[at & beat.keep[j] for j, at in enumerate(second_byte_lane)]).any()),
+            new_length.eq(functools.reduce(operator.or_, [
+                Mux(at, Cat(lane(beat.data, j), length_high if j == 0 else lane(beat.data, j - 1)), 0)
+                for j, at in enumerate(second_byte_lane)])),
+        ]
 
         # What the message type says about the block that ends.
         message_type = buffer[0]
@@ -208,5 +203,6 @@ class ItchSplit(wiring.Component):
                 events.packets_bad.eq(bad),
                 self.packet_end.valid.eq(1),
                 self.packet_end.p.bad.eq(bad),
+                self.packet_end.p.blocks.eq(index),
             ]
         return m

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .stream import BEAT_BYTES, rx_stream, big_endian, lane
 from .udp_rx import UDP_PAYLOAD_OFFSET
 
-__all__ = ["MoldUdp64Rx", "MoldUdp64Events", "MoldPacket", "MOLD_HEADER_BYTES", "BLOCKS_OFFSET"]
+__all__ = ["MoldUdp64Rx", "MoldUdp64Events", "MoldPacket", "PacketEnd", "MOLD_HEADER_BYTES", "BLOCKS_OFFSET"]
 
 #: MoldUDP64 header: session (10), sequence number (8), message count (2).
 MOLD_HEADER_BYTES = 20
@@ -43,6 +43,21 @@ class MoldPacket(data.Struct):
     gap: 1
 
 
+class PacketEnd(data.Struct):
+    """The end of a packet that reached MoldUDP64 tracking.
+
+    Interface attributes
+    --------------------
+    bad : 1 bit
+        The frame was bad at its end, or its blocks did not frame as the
+        header said. Messages of it may already have been delivered.
+    blocks : 16 bits
+        Complete blocks framed (meaningful for packets in sequence tracking).
+    """
+    bad: 1
+    blocks: 16
+
+
 class MoldUdp64Events(data.Struct):
     """One strobe per counter of this stage; ``mold_gap_messages`` is an amount to add."""
     mold_packets: 1
@@ -74,6 +89,9 @@ class MoldUdp64Rx(wiring.Component):
         header's last byte (before any message block can be complete) until
         the next packet's header; ``deliver`` is clear from the next packet's
         first beat.
+    packet_end : In(stream of PacketEnd)
+        From ``ItchSplit``: a packet with fewer complete blocks than its count
+        gives back the sequence numbers it claimed but lacked.
     resync : In(1)
         Forget the session: the next packet starts a new one.
     events : Out(MoldUdp64Events)
@@ -84,6 +102,7 @@ class MoldUdp64Rx(wiring.Component):
             "payload": In(rx_stream()),
             "blocks": Out(rx_stream()),
             "packet": Out(MoldPacket),
+            "packet_end": In(rx_stream(PacketEnd)),
             "resync": In(1),
             "events": Out(MoldUdp64Events),
         })
@@ -119,6 +138,7 @@ class MoldUdp64Rx(wiring.Component):
         synced = Signal()
         expected_session = Signal(8 * SESSION_BYTES)
         next_seq = Signal(64)
+        expected_before = Signal(64)  # next_seq before the current packet's header
         info = self.packet
 
         header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
@@ -137,7 +157,7 @@ class MoldUdp64Rx(wiring.Component):
             with m.Else():
                 expected = Mux(synced, next_seq, seq)
                 behind = Signal(64)  # messages already delivered at the packet's start
-                end = Signal(65)
+                end = Signal(64)
                 m.d.comb += [
                     behind.eq(expected - seq),
                     end.eq(seq + count),
@@ -151,6 +171,7 @@ class MoldUdp64Rx(wiring.Component):
                     info.seq.eq(seq),
                     info.count.eq(count),
                     next_seq.eq(Mux(end > expected, end, expected)),
+                    expected_before.eq(expected),
                 ]
                 with m.If(seq > expected):
                     m.d.comb += [
@@ -170,6 +191,11 @@ class MoldUdp64Rx(wiring.Component):
             m.d.sync += header_seen.eq(header_seen_now)
         with m.If(self.payload.valid & payload.last & ~header_seen_now):
             m.d.comb += self.events.mold_short.eq(1)
+        blocks = self.packet_end.p.blocks
+        with m.If(self.packet_end.valid & info.deliver & (blocks < info.count)):
+            claimed_end = Signal(64)
+            m.d.comb += claimed_end.eq(info.seq + blocks)
+            m.d.sync += next_seq.eq(Mux(claimed_end > expected_before, claimed_end, expected_before))
         with m.If(self.resync):
             m.d.sync += synced.eq(0)
 

