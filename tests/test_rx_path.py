@@ -11,6 +11,7 @@ import pytest
 
 from tick2trade.host.codec import itch
 from tick2trade.host.codec.moldudp64 import MoldPacket, encode_packet
+from tick2trade.host.codec.net import udp_frame
 from tick2trade.host.device import RxFrame, open_rx_device
 from tick2trade.host.feed import CorruptKind, FeedConfig, corrupt, generate_feed, generate_packets
 from tick2trade.sim.runner import available_simulators
@@ -76,14 +77,22 @@ def actionable_latencies(frames, hw, model_device):
 
 # --- a large seeded market ------------------------------------------------------------
 
-MARKET = FeedConfig(seed=2026, messages=50_000, max_messages_per_packet=64, coalesce_ns=3_000,
+MARKET = FeedConfig(seed=2026, messages=52_000, max_messages_per_packet=64, coalesce_ns=2_000_000,
                     gap_probability=0.002, duplicate_probability=0.005, reorder_probability=0.005,
-                    corrupt_probability=0.01, heartbeat_interval_ns=20_000_000)
+                    corrupt_probability=0.01, end_of_session=False)
 
 
 @pytest.fixture(scope="module")
 def market_frames():
-    return [RxFrame(record.data) for record in generate_feed(MARKET)]
+    """The market (packets up to the MTU), then the smallest packets: heartbeats and single 12-byte messages."""
+    records = generate_feed(MARKET)
+    packets = [packet for _time, packet in generate_packets(MARKET)]
+    session, next_seq = packets[-1].session, packets[-1].next_sequence
+    event = itch.encode(itch.SystemEvent(locate=0, tracking=0, timestamp=57_600_000_000_000, event_code="E"))
+    smallest = [MoldPacket(session, next_seq), MoldPacket(session, next_seq, (event,)),
+                MoldPacket(session, next_seq + 1, (event,)), MoldPacket(session, next_seq + 2)]
+    tail = [feed_frame(encode_packet(packet), MARKET) for packet in smallest]
+    return [RxFrame(record.data) for record in records] + [RxFrame(frame) for frame in tail]
 
 
 def test_market_covers_the_corners(market_frames):
@@ -99,7 +108,7 @@ def test_market_covers_the_corners(market_frames):
     assert lanes == set(range(8))
     assert max(payloads) > MTU_PAYLOAD - 50   # no further ITCH message would fit
     assert 20 in payloads                      # heartbeats: the MoldUDP64 header alone
-    assert sum(1 for frame in market_frames if frame.data[60:62] == b"\x00\x01") > 0  # one message
+    assert 20 + 2 + 12 in payloads             # one message, of the shortest type
 
 
 def test_market_matches_golden_model(simulator, market_frames):
@@ -234,7 +243,7 @@ def test_duplicates(simulator):
     a, b, c, _ = scenario.packets
     overlap = MoldPacket(session=b.session, sequence=b.sequence + 1, messages=b.messages[1:] + c.messages)
     frames = [scenario.frames[0], scenario.frames[1], scenario.frames[1],
-              _with_payload(scenario.frames[2], encode_packet(overlap))]
+              feed_frame(encode_packet(overlap))]
     hw = run_scenario(simulator, [RxFrame(f) for f in frames])
     assert [r["seq"] for r in hw.messages] == sorted(scenario.seqs(a) | scenario.seqs(b) | scenario.seqs(c))
     assert hw.counters["mold_duplicate_packet"] == 1
@@ -247,15 +256,14 @@ def test_end_of_session(simulator):
     scenario = Scenario()
     a, b, _, d = scenario.packets
     end = MoldPacket(session=b.session, sequence=b.sequence, end_of_session=True)
-    frames = [scenario.frames[0], _with_payload(scenario.frames[1], encode_packet(end)), scenario.frames[3]]
+    frames = [scenario.frames[0], feed_frame(encode_packet(end)), scenario.frames[3]]
     hw = run_scenario(simulator, [RxFrame(f) for f in frames])
     assert hw.counters["mold_end_of_session"] == 1
     assert hw.counters["mold_gap"] == 0
     assert [r["seq"] for r in hw.messages] == sorted(scenario.seqs(a) | scenario.seqs(d))
 
 
-def _with_payload(frame, payload):
-    from tick2trade.host.codec.net import parse_udp_frame, udp_frame
-    eth, ip, udp, _ = parse_udp_frame(frame)
-    return udp_frame(payload, src_mac=eth.src, dst_mac=eth.dst, src_ip=ip.src, dst_ip=ip.dst,
-                     src_port=udp.src_port, dst_port=udp.dst_port)
+def feed_frame(payload, config=FeedConfig()):
+    """A frame carrying ``payload`` to the feed's address, as the generator addresses it."""
+    return udp_frame(payload, src_mac=config.src_mac, dst_mac=config.dst_mac, src_ip=config.src_ip,
+                     dst_ip=config.dst_ip, src_port=config.src_port, dst_port=config.dst_port)
