@@ -10,7 +10,8 @@ go through ``open_rx_device``; none of them picks a backend class directly.
 import dataclasses
 import random
 
-__all__ = ["RxFrame", "RxBeat", "RxResult", "schedule_beats", "open_rx_device", "BACKENDS", "DeviceError"]
+__all__ = ["RxFrame", "RxBeat", "RxResult", "schedule_beats", "open_rx_device", "message_latencies",
+           "BACKENDS", "DeviceError"]
 
 BEAT_BYTES = 8
 #: Backends by name; the simulators are imported lazily (they pull in Amaranth or cocotb).
@@ -81,6 +82,44 @@ def schedule_beats(frames, *, idle_probability=0.0, seed=0):
                 keep=(1 << len(chunk)) - 1, first=index == 0, last=last,
                 err=last and frame.err))
     return schedule
+
+
+#: PROTOCOLS.md: frame offsets of the first message block and of the MoldUDP64 sequence number.
+_BLOCKS_OFFSET = 62
+_SEQ_OFFSET = 52
+
+
+def _block_last_bytes(frame):
+    """{sequence number: frame offset of the block's last byte} of every complete block."""
+    seq = int.from_bytes(frame[_SEQ_OFFSET:_SEQ_OFFSET + 8], "big")
+    ends, position = {}, _BLOCKS_OFFSET
+    while position + 2 <= len(frame):
+        end = position + 2 + int.from_bytes(frame[position:position + 2], "big")
+        if end > len(frame):
+            break
+        ends[seq] = end - 1
+        seq, position = seq + 1, end
+    return ends
+
+
+def message_latencies(frames, result):
+    """Cycles from the beat holding each delivered message's last byte at ``rx`` to the message's output.
+
+    Which frame each message came from is taken from the golden model, so a
+    message resent in a later frame is measured from the frame that delivered it.
+    """
+    from .rx_model import RxModel
+    model = RxModel()
+    delivered = iter(zip(result.messages, result.message_cycles))
+    latencies = []
+    for number, frame in enumerate(frames):
+        last_bytes = _block_last_bytes(frame.data)
+        for record in model.process(frame.data, err=frame.err):
+            message, cycle = next(delivered)
+            if message["seq"] != record["seq"]:
+                raise ValueError(f"gateware message {message['seq']} where the model delivers {record['seq']}")
+            latencies.append(cycle - result.beat_cycles[number][last_bytes[record["seq"]] // BEAT_BYTES])
+    return latencies
 
 
 def open_rx_device(backend, **options):

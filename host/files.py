@@ -12,7 +12,9 @@ __all__ = ["atomic_write"]
 def atomic_write(path, mode="wb", **open_options):
     """Open a temporary file beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    The directory is created if missing.
+    So ``path`` holds either its old content or the whole new file, never a
+    part. The directory is created if missing; the file gets the usual
+    permissions (0666 less the umask).
     """
     target = pathlib.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -20,8 +22,17 @@ def atomic_write(path, mode="wb", **open_options):
     try:
         with os.fdopen(descriptor, mode, **open_options) as file:
             yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _umask():
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -238,6 +238,13 @@ def test_unwritable_record_creates_nothing(tmp_path, record, message):
     assert os.listdir(tmp_path) == []
 
 
-def test_write_into_missing_directory_raises_os_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        write_pcap(tmp_path / "absent" / "capture.pcap", [])
+def test_write_creates_missing_directory(tmp_path):
+    target = tmp_path / "absent" / "capture.pcap"
+    write_pcap(target, [PcapRecord(5, b"\x00" * 60)])
+    assert [(r.ts_ns, r.data) for r in read_pcap(target)] == [(5, b"\x00" * 60)]
+
+
+def test_write_where_a_file_blocks_the_directory_raises_os_error(tmp_path):
+    (tmp_path / "blocker").write_bytes(b"")
+    with pytest.raises(OSError):
+        write_pcap(tmp_path / "blocker" / "capture.pcap", [])

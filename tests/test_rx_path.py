@@ -12,7 +12,7 @@ import pytest
 from tick2trade.host.codec import itch
 from tick2trade.host.codec.moldudp64 import MoldPacket, encode_packet
 from tick2trade.host.codec.net import udp_frame
-from tick2trade.host.device import RxFrame, open_rx_device
+from tick2trade.host.device import RxFrame, message_latencies, open_rx_device
 from tick2trade.host.feed import CorruptKind, FeedConfig, corrupt, generate_feed, generate_packets
 from tick2trade.sim.runner import available_simulators
 
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.cocotb
 
 BLOCKS_OFFSET = 62   # PROTOCOLS.md: frame offset of the first message block
 MTU_PAYLOAD = 1472   # UDP payload of a 1500-byte IPv4 packet
-SEQ_OFFSET = 52      # PROTOCOLS.md: MoldUDP64 sequence number in the frame
 
 
 @pytest.fixture(params=["verilator", "icarus"])
@@ -46,33 +45,6 @@ def assert_same_as_model(hw, model):
     assert hw.messages == model.messages, first_difference(hw.messages, model.messages)
     assert hw.counters == model.counters
     assert hw.packet_ends == model.packet_ends
-
-
-def block_ends(frame):
-    """{sequence number: frame offset of the last byte} of every complete block (walked by hand)."""
-    seq = int.from_bytes(frame[SEQ_OFFSET:SEQ_OFFSET + 8], "big")
-    ends, position = {}, BLOCKS_OFFSET
-    while position + 2 <= len(frame):
-        end = position + 2 + int.from_bytes(frame[position:position + 2], "big")
-        if end > len(frame):
-            break
-        ends[seq] = end - 1
-        seq, position = seq + 1, end
-    return ends
-
-
-def actionable_latencies(frames, hw, model_device):
-    """Cycles from the beat holding each delivered message's last byte to the message's output."""
-    latencies = []
-    delivered = iter(zip(hw.messages, hw.message_cycles))
-    for number, frame in enumerate(frames):
-        ends = block_ends(frame.data)
-        for record in model_device.process(frame.data, err=frame.err):
-            message, cycle = next(delivered)
-            assert message["seq"] == record["seq"]
-            last_beat = ends[record["seq"]] // 8
-            latencies.append(cycle - hw.beat_cycles[number][last_beat])
-    return latencies
 
 
 # --- a large seeded market ------------------------------------------------------------
@@ -120,8 +92,7 @@ def test_market_matches_golden_model(simulator, market_frames):
     back_to_back = sum(1 for this, following in zip(hw.beat_cycles, hw.beat_cycles[1:])
                        if following[0] == this[-1] + 1)
     assert back_to_back > len(market_frames) // 2
-    from tick2trade.host.rx_model import RxModel
-    latencies = actionable_latencies(market_frames, hw, RxModel())
+    latencies = message_latencies(market_frames, hw)
     assert len(latencies) == len(hw.messages)
     assert max(latencies) <= 2, "a message left more than 2 cycles after its last byte (issue requirement)"
 

@@ -33,14 +33,13 @@ message raises `TruncatedFileError`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .itch import MESSAGE_LENGTHS
+from ..files import atomic_write
 from .net import CodecError
 
 __all__ = [
@@ -221,19 +220,12 @@ def write_binaryfile(path: str | os.PathLike, messages: Iterable[bytes]) -> int:
     The file is written under a temporary name in the same directory and
     renamed into place, so a reader never sees a half-written file.
     """
-    target = Path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(descriptor, "wb", buffering=1 << 20) as file:
-            for message in messages:
-                if len(message) > MAX_MESSAGE_LENGTH:
-                    raise BinaryFileError(f"message {count} of {len(message)} bytes does not fit a length field")
-                file.write(len(message).to_bytes(2, "big"))
-                file.write(message)
-                count += 1
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path, "wb", buffering=1 << 20) as file:
+        for message in messages:
+            if len(message) > MAX_MESSAGE_LENGTH:
+                raise BinaryFileError(f"message {count} of {len(message)} bytes does not fit a length field")
+            file.write(len(message).to_bytes(2, "big"))
+            file.write(message)
+            count += 1
     return count

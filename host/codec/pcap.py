@@ -22,7 +22,7 @@ one-line message naming the file.
 from __future__ import annotations
 
 import os
-import secrets
+
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from decimal import Decimal
 
 import dpkt
 
+from ..files import atomic_write
 from .net import CodecError
 
 __all__ = ["PcapError", "PcapRecord", "read_pcap", "write_pcap", "SNAPLEN", "MAX_TS_NS"]
@@ -133,27 +134,16 @@ def _read_file_header(file, path: str) -> tuple[struct.Struct, int]:
 def write_pcap(path: str | os.PathLike[str], records: Iterable[PcapRecord]) -> None:
     """Write `records` to a nanosecond pcap file at `path`, replacing it atomically.
 
-    The records go to a temporary file in the same directory, which is
-    synced and then renamed over `path`, so `path` holds either its old
-    content or the complete new file; on any error the temporary file is
-    removed. A timestamp outside 0 <= ts_ns < `MAX_TS_NS` or a frame longer
+    Written through `atomic_write`: `path` holds either its old content or
+    the complete new file, and its directory is created. A timestamp outside 0 <= ts_ns < `MAX_TS_NS` or a frame longer
     than `SNAPLEN` raises `PcapError`; I/O failures raise `OSError`.
     """
     path = os.fspath(path)
-    temporary = f"{path}.{secrets.token_hex(8)}.tmp"
-    file = open(temporary, "xb")
-    try:
-        with file:
-            writer = dpkt.pcap.Writer(file, snaplen=SNAPLEN, linktype=dpkt.pcap.DLT_EN10MB, nano=True)
-            for index, record in enumerate(records):
-                if not 0 <= record.ts_ns < MAX_TS_NS:
-                    raise PcapError(f"{path}: record {index}: timestamp {record.ts_ns} ns does not fit classic pcap")
-                if len(record.data) > SNAPLEN:
-                    raise PcapError(f"{path}: record {index}: {len(record.data)} bytes exceed the snaplen {SNAPLEN}")
-                writer.writepkt_time(bytes(record.data), Decimal(record.ts_ns).scaleb(-9))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path) as file:
+        writer = dpkt.pcap.Writer(file, snaplen=SNAPLEN, linktype=dpkt.pcap.DLT_EN10MB, nano=True)
+        for index, record in enumerate(records):
+            if not 0 <= record.ts_ns < MAX_TS_NS:
+                raise PcapError(f"{path}: record {index}: timestamp {record.ts_ns} ns does not fit classic pcap")
+            if len(record.data) > SNAPLEN:
+                raise PcapError(f"{path}: record {index}: {len(record.data)} bytes exceed the snaplen {SNAPLEN}")
+            writer.writepkt_time(bytes(record.data), Decimal(record.ts_ns).scaleb(-9))
