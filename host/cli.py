@@ -71,9 +71,11 @@ def _write_jsonl(path, records):
             file.write("\n")
 
 
-def _print_counters(counters, file=sys.stderr):
-    nonzero = {name: value for name, value in counters.items() if value}
-    print("counters: " + json.dumps(nonzero), file=file)
+def _print_counters(counters):
+    """The non-zero counters, in the order of docs/receive-path.md, as one JSON line on stderr."""
+    from .rx_model import COUNTER_NAMES
+    ordered = sorted(counters, key=lambda name: COUNTER_NAMES.index(name) if name in COUNTER_NAMES else len(COUNTER_NAMES))
+    print("counters: " + json.dumps({name: counters[name] for name in ordered if counters[name]}), file=sys.stderr)
 
 
 def _instrument_names(count):

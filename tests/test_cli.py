@@ -1,0 +1,104 @@
+"""The ``tick2trade`` command line: the issue's exact commands, and one clean line for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tick2trade.host.cli import main
+from tick2trade.host.codec import itch
+from tick2trade.host.codec.binaryfile import write_binaryfile
+from tick2trade.host.feed import FeedConfig, generate_messages
+
+
+def run_cli(*args):
+    """Run the installed console entry point as a user would; return (status, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "tick2trade.host.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("feed") / "feed.pcap"
+    assert main(["feed", "generate", "--seed", "5", "--messages", "60", "--corrupt", "0.1",
+                 "--duplicates", "0.1", "--out", str(path)]) == 0
+    return path
+
+
+def test_decode_then_simulate_agree(feed, tmp_path, capsys):
+    golden, hw = tmp_path / "golden.jsonl", tmp_path / "hw.jsonl"
+    assert main(["feed", "decode", str(feed), "--out", str(golden)]) == 0
+    golden_counters = capsys.readouterr().err.splitlines()[-1]
+    assert main(["sim", "rx", str(feed), "--out", str(hw), "--simulator", "amaranth"]) == 0
+    hw_counters = capsys.readouterr().err.splitlines()[-1]
+    assert golden.read_bytes() == hw.read_bytes()
+    assert golden_counters == hw_counters and golden_counters.startswith("counters: ")
+    records = read_jsonl(golden)
+    assert len(records) > 60
+    assert {"seq", "type", "locate", "timestamp"} <= set(records[0])
+
+
+def test_decode_binaryfile(tmp_path, capsys):
+    messages = [itch.encode(m) for m in generate_messages(FeedConfig(seed=2, messages=200))]
+    day = tmp_path / "01302020.NASDAQ_ITCH50"
+    write_binaryfile(day, messages + [b"G" + bytes(19)])  # and one message of a type ITCH does not have
+    out = tmp_path / "day.jsonl"
+    assert main(["feed", "decode", str(day), "--out", str(out)]) == 0
+    records = read_jsonl(out)
+    assert [r["seq"] for r in records] == list(range(1, len(messages) + 1))
+    assert [itch.encode(itch.decode(m)) for m in messages] == messages
+    assert records[5] == itch.to_record(itch.decode(messages[5]), 6, False)
+    assert '"msg_unknown_type": 1' in capsys.readouterr().err
+
+
+def test_verilog(tmp_path):
+    assert main(["verilog", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "rx_path.v").read_text()
+    assert "module rx_path(" in text
+
+
+BAD_FILES = {
+    "missing": None,
+    "empty": b"",
+    "random": bytes(range(256)) * 4,
+    "pcapng": bytes.fromhex("0a0d0d0a") + bytes(60),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_bad_input_file_gives_one_line(tmp_path, kind):
+    path = tmp_path / f"{kind}.pcap"
+    if BAD_FILES[kind] is not None:
+        path.write_bytes(BAD_FILES[kind])
+    status, _out, err = run_cli("sim", "rx", path, "--out", tmp_path / "hw.jsonl", "--simulator", "amaranth")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(path.name) in err
+    assert not (tmp_path / "hw.jsonl").exists()
+
+
+def test_truncated_pcap_gives_one_line_and_writes_nothing(feed, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(feed.read_bytes()[:-7])
+    status, _out, err = run_cli("feed", "decode", cut, "--out", tmp_path / "golden.jsonl")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "golden.jsonl").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["feed", "generate", "--messages", "0", "--out", "x.pcap"],
+    ["feed", "generate", "--gaps", "1.5", "--out", "x.pcap"],
+    ["sim", "rx", "feed.pcap", "--out", "x.jsonl", "--simulator", "modelsim"],
+    ["feed", "frobnicate"],
+])
+def test_bad_option_exits_non_zero_without_traceback(tmp_path, args):
+    status, _out, err = run_cli(*args)
+    assert status == 2 and "Traceback" not in err
+    assert "error:" in err
