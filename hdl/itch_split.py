@@ -75,9 +75,17 @@ class ItchSplit(wiring.Component):
         events = self.events
 
         # Block position (length field at 0 and 1, message byte k at k + 2) of
-        # lane 0 of the next beat, for the block in progress.
-        position = Signal(signed(18))
+        # lane 0 of the next beat. Only positions up to the end of the message
+        # buffer matter, so it saturates past them.
+        position = Signal(signed(8))
+        # Once the length field is read: bytes from lane 0 of the next beat to the
+        # block's end, and, registered ahead, the lane the block ends in if it
+        # ends in the next beat (one-hot; zero otherwise).
+        length_known = Signal()
+        to_end = Signal(17)
+        end_lane = Signal(BEAT_BYTES)
         message_length = Signal(16)
+        message_mask = Signal(BODY_BYTES)  # bytes of the buffer inside the message
         length_high = Signal(8)  # a length field's first byte, when it ends a beat
         index = Signal(16)       # blocks completed in this packet
         abandoned = Signal()     # a length field too short to frame was met
@@ -85,32 +93,29 @@ class ItchSplit(wiring.Component):
 
         current = Signal.like(position)
         m.d.comb += current.eq(Mux(beat.first, _FIRST_POSITION, position))
-        block_length = message_length + _LENGTH_BYTES
-
-        # The block in progress ends in this beat?
-        end_lane = Signal(signed(19))
-        m.d.comb += end_lane.eq(block_length - 1 - current)
         ends = Signal()
-        m.d.comb += ends.eq((current >= _LENGTH_BYTES) & ~abandoned
-                            & Cat(*[beat.keep[j] & (end_lane == j) for j in range(BEAT_BYTES)]).any())
-        # Position of lane 0 for the block whose length field may be in this beat.
-        offset = Signal.like(position)
-        m.d.comb += offset.eq(Mux(ends, current - block_length, current))
+        m.d.comb += ends.eq(length_known & ~beat.first & ~abandoned & (end_lane & beat.keep).any())
+
+        # Where the block at lane 0 of this beat starts (`at == k`: lane 0 holds its byte k),
+        # for the block in progress, and for the one after it when a block ends here.
+        positions = range(1 - BEAT_BYTES, BODY_BYTES + _LENGTH_BYTES)
+        at_current = {k: current == k for k in positions}
+        after_end = {k: end_lane[-k - 1] if -BEAT_BYTES <= k < 0 else 0 for k in positions}
+        at_next = {k: Mux(ends, after_end[k], at_current[k]) for k in positions}
 
         def gather(base, at):
-            """Message bytes with this beat's bytes at block offset `at` laid over `base`."""
-            is_at = {k: at == k for k in range(_LENGTH_BYTES - (BEAT_BYTES - 1), BODY_BYTES + _LENGTH_BYTES)}
+            """Message bytes with this beat's bytes laid over `base` as placed by the one-hot `at`."""
             gathered = []
             for i in range(BODY_BYTES):
-                byte = base[i]
-                for j in range(BEAT_BYTES):
-                    byte = Mux(is_at[i + _LENGTH_BYTES - j] & beat.keep[j], lane(beat.data, j), byte)
-                gathered.append(byte)
+                hits = [(at[i + _LENGTH_BYTES - j] & beat.keep[j], lane(beat.data, j)) for j in range(BEAT_BYTES)]
+                taken = functools.reduce(operator.or_, [Mux(hit, byte, 0) for hit, byte in hits])
+                gathered.append(Mux(Cat(*[hit for hit, _byte in hits]).any(), taken, base[i]))
             return gathered
 
-        # The length field of the block at `offset`: its second byte is in lane j when offset == 1 - j.
-        # (Written as expressions rather than a process: Icarus 11 loops forever on the process form.)
-        second_byte_lane = [offset == 1 - j for j in range(BEAT_BYTES)]
+        # The length field of the block at lane 0 after any end: its second byte is in lane j
+        # when that block's byte 1 - j is at lane 0. (Written as expressions rather than a
+        # process: Icarus 11 loops forever on the process form.)
+        second_byte_lane = [at_next[1 - j] for j in range(BEAT_BYTES)]
         length_done = Signal()
         new_length = Signal(16)
         m.d.comb += [
@@ -119,6 +124,17 @@ class ItchSplit(wiring.Component):
                 Mux(at, Cat(lane(beat.data, j), length_high if j == 0 else lane(beat.data, j - 1)), 0)
                 for j, at in enumerate(second_byte_lane)])),
         ]
+
+        # Lane 0 of this beat, in the block in progress after any end in it.
+        offset = Signal(signed(18))
+        m.d.comb += offset.eq(Mux(ends, -to_end, current))
+        # Lane 0 of the next beat, in the block in progress after this beat.
+        next_position = Signal(signed(9))
+        m.d.comb += next_position.eq(offset + BEAT_BYTES)
+        next_to_end = Signal(17)
+        m.d.comb += next_to_end.eq(Mux(length_done, new_length + _LENGTH_BYTES - next_position,
+                                       to_end - BEAT_BYTES))
+        next_known = length_done | (length_known & ~ends)
 
         # What the message type says about the block that ends.
         message_type = buffer[0]
@@ -130,13 +146,22 @@ class ItchSplit(wiring.Component):
                     m.d.comb += [known_type.eq(1), right_length.eq(message_length == length)]
 
         with m.If(self.blocks.valid):
-            m.d.sync += position.eq(offset + BEAT_BYTES)
-            m.d.sync += [buffer[i].eq(byte) for i, byte in enumerate(gather(buffer, offset))]
+            saturation = BODY_BYTES + _LENGTH_BYTES + BEAT_BYTES
+            m.d.sync += [
+                position.eq(Mux(next_position > saturation, saturation, next_position)),
+                length_known.eq(next_known),
+                to_end.eq(next_to_end),
+                end_lane.eq(Cat(*[next_known & (next_to_end == j + 1) for j in range(BEAT_BYTES)])),
+            ]
+            m.d.sync += [buffer[i].eq(byte) for i, byte in enumerate(gather(buffer, at_next))]
             with m.If(length_done):
-                m.d.sync += message_length.eq(new_length)
+                m.d.sync += [
+                    message_length.eq(new_length),
+                    message_mask.eq(Cat(*[new_length > i for i in range(BODY_BYTES)])),
+                ]
                 with m.If(new_length < MIN_MESSAGE_LENGTH):
                     m.d.sync += abandoned.eq(1)
-            with m.If((offset == 1 - BEAT_BYTES) & beat.keep[BEAT_BYTES - 1]):
+            with m.If(at_next[1 - BEAT_BYTES] & beat.keep[BEAT_BYTES - 1]):
                 m.d.sync += length_high.eq(lane(beat.data, BEAT_BYTES - 1))
             with m.If(beat.first):
                 m.d.sync += [index.eq(0), abandoned.eq(0)]
@@ -158,12 +183,12 @@ class ItchSplit(wiring.Component):
             with m.Else():
                 m.d.comb += events.msgs.eq(1)
                 m.d.sync += self.messages.valid.eq(1)
-        body = gather(buffer, current)
+        body = gather(buffer, at_current)
         m.d.sync += [
             message.seq.eq(packet.seq + index),
             message.gap.eq(packet.gap),
             message.length.eq(message_length),
-            message.body.eq(Cat(*(Mux(i < message_length, byte, 0)
+            message.body.eq(Cat(*(Mux(message_mask[i], byte, 0)
                                   for i, byte in reversed(list(enumerate(body)))))),
         ]
 
