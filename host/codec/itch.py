@@ -34,6 +34,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ._fields import Layout, compile_layout
+from ._fields import alpha as _alpha
+from ._fields import code as _code
+from ._fields import uint as _uint
 from .net import CodecError
 
 __all__ = [
@@ -93,32 +97,13 @@ class BadLengthError(ItchError):
     """The message length does not match its type's fixed length."""
 
 
-# --- wire layout declared on dataclass fields -------------------------------
-
-_UINT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
-
-
-def _uint(width: int) -> Any:
-    """A big-endian unsigned integer field of `width` bytes."""
-    return dataclasses.field(metadata={"format": _UINT_FORMATS[width], "kind": "uint", "width": width})
-
-
-def _code() -> Any:
-    """A one-byte code, held as a one-character string."""
-    return dataclasses.field(metadata={"format": "c", "kind": "code", "width": 1})
-
-
-def _alpha(width: int) -> Any:
-    """A space-padded alpha field of `width` bytes, held without its padding."""
-    return dataclasses.field(metadata={"format": f"{width}s", "kind": "alpha", "width": width})
-
-
 @dataclass(frozen=True, slots=True)
 class ItchMessage:
     """Common header of every ITCH message; base of the decoded types."""
 
     TYPE: ClassVar[str]
     LENGTH: ClassVar[int]
+    _LAYOUT: ClassVar[Layout]  # header, then the type's own fields
 
     locate: int
     tracking: int
@@ -135,19 +120,7 @@ class ItchMessage:
         return self.LENGTH
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """Precompiled wire layout of one decoded type."""
-
-    cls: type[ItchMessage]
-    packer: struct.Struct
-    body_fields: tuple[str, ...]
-    code_indexes: tuple[int, ...]  # positions in the unpacked tuple
-    alpha_indexes: tuple[int, ...]
-    alpha_widths: tuple[int, ...]
-
-
-_LAYOUTS: dict[str, _Layout] = {}
+_CLASSES: dict[str, type[ItchMessage]] = {}
 
 
 def _message(type_code: str, length: int):
@@ -163,19 +136,8 @@ def _message(type_code: str, length: int):
         cls.LENGTH = length
         cls = dataclass(frozen=True, slots=True)(cls)
         body = [f for f in dataclasses.fields(cls) if f.name not in ("locate", "tracking", "timestamp")]
-        packer = struct.Struct(_HEADER_FORMAT + "".join(f.metadata["format"] for f in body))
-        if packer.size != length:
-            raise AssertionError(f"layout of {type_code!r} is {packer.size} bytes, expected {length}")
-        kinds = [f.metadata["kind"] for f in body]
-        alpha = [i for i, k in enumerate(kinds) if k == "alpha"]
-        _LAYOUTS[type_code] = _Layout(
-            cls=cls,
-            packer=packer,
-            body_fields=tuple(f.name for f in body),
-            code_indexes=tuple(_HEADER_FIELD_COUNT + i for i, k in enumerate(kinds) if k == "code"),
-            alpha_indexes=tuple(_HEADER_FIELD_COUNT + i for i in alpha),
-            alpha_widths=tuple(body[i].metadata["width"] for i in alpha),
-        )
+        cls._LAYOUT = compile_layout(body, _HEADER_FORMAT, length, f"ITCH {type_code!r}")
+        _CLASSES[type_code] = cls
         return cls
 
     return register
@@ -309,7 +271,7 @@ class FramedMessage:
 Message = ItchMessage | FramedMessage
 
 #: Types decoded field by field, with their classes.
-DECODED_TYPES: dict[str, type[ItchMessage]] = {t: layout.cls for t, layout in _LAYOUTS.items()}
+DECODED_TYPES: dict[str, type[ItchMessage]] = dict(_CLASSES)
 
 #: Every known type and its fixed length.
 MESSAGE_LENGTHS: dict[str, int] = {**{t: c.LENGTH for t, c in DECODED_TYPES.items()}, **FRAMED_TYPES}
@@ -326,21 +288,17 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if not data:
         raise BadLengthError("empty message")
     type_code = chr(data[0])
-    layout = _LAYOUTS.get(type_code)
-    expected = layout.packer.size if layout else FRAMED_TYPES.get(type_code)
+    cls = _CLASSES.get(type_code)
+    expected = cls.LENGTH if cls else FRAMED_TYPES.get(type_code)
     if expected is None:
         raise UnknownTypeError(type_code)
     if len(data) != expected:
         raise BadLengthError(f"type {type_code!r} is {expected} bytes, got {len(data)}")
-    if layout is None:
+    if cls is None:
         _, locate, tracking, ts_high, ts_low = _FRAMED_HEADER.unpack_from(data)
         return FramedMessage(type_code, locate, tracking, ts_high << 32 | ts_low, bytes(data[HEADER_LENGTH:]))
-    values = list(layout.packer.unpack(data))
-    for i in layout.code_indexes:
-        values[i] = values[i].decode("latin-1")
-    for i in layout.alpha_indexes:
-        values[i] = values[i].decode("latin-1").rstrip(" ")
-    return layout.cls(values[1], values[2], values[3] << 32 | values[4], *values[_HEADER_FIELD_COUNT:])
+    values = cls._LAYOUT.unpack(data)
+    return cls(values[1], values[2], values[3] << 32 | values[4], *values[_HEADER_FIELD_COUNT:])
 
 
 def encode(msg: Message) -> bytes:
@@ -356,9 +314,9 @@ def encode(msg: Message) -> bytes:
             raise ItchError(f"framed type {msg.type!r} cannot be {msg.length} bytes")
         header = _FRAMED_HEADER.pack(msg.type.encode("latin-1"), msg.locate, msg.tracking, ts_high, ts_low)
         return header + msg.body
-    layout = _LAYOUTS[msg.TYPE]
+    layout = msg._LAYOUT
     values: list[Any] = [msg.TYPE.encode("latin-1"), msg.locate, msg.tracking, ts_high, ts_low]
-    values.extend(getattr(msg, name) for name in layout.body_fields)
+    values.extend(getattr(msg, name) for name in layout.names)
     try:
         for i in layout.code_indexes:
             values[i] = values[i].encode("latin-1")
@@ -390,6 +348,6 @@ def to_record(msg: Message, seq: int, gap: bool) -> dict[str, Any]:
         "gap": bool(gap),
     }
     if isinstance(msg, ItchMessage):
-        for name in _LAYOUTS[msg.TYPE].body_fields:
+        for name in msg._LAYOUT.names:
             record[name] = getattr(msg, name)
     return record

@@ -29,8 +29,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ._fields import Layout, compile_layout
+from ._fields import alpha as _alpha
+from ._fields import code as _code
+from ._fields import uint as _uint
 from .net import CodecError
-from .soupbintcp import pad_text, unpad_text
+from .soupbintcp import pad_text
 
 __all__ = [
     "TIME_IN_FORCE_IOC",
@@ -53,49 +57,29 @@ __all__ = [
 TIME_IN_FORCE_IOC = 0
 TIME_IN_FORCE_DAY = 99999
 
-_UINT_FORMATS = {4: "I", 8: "Q"}
-
-
-def _uint(width: int) -> Any:
-    """A big-endian unsigned integer field of `width` bytes."""
-    return dataclasses.field(metadata={"format": _UINT_FORMATS[width], "kind": "uint", "width": width})
-
-
-def _code() -> Any:
-    """A one-byte code, held as a one-character string."""
-    return dataclasses.field(metadata={"format": "c", "kind": "code", "width": 1})
-
-
-def _alpha(width: int) -> Any:
-    """A left-justified, space-padded text field of `width` bytes, held without its padding."""
-    return dataclasses.field(metadata={"format": f"{width}s", "kind": "alpha", "width": width})
-
-
 class OuchMessage:
     """Base of the OUCH types: the shared encode/decode driven by the compiled field layout."""
 
     __slots__ = ()
     TYPE: ClassVar[bytes]
     LENGTH: ClassVar[int]
-    _STRUCT: ClassVar[struct.Struct]
-    _NAMES: ClassVar[tuple[str, ...]]
-    _CODE_INDEXES: ClassVar[tuple[int, ...]]  # positions in the unpacked tuple (0 is the type byte)
-    _ALPHA_INDEXES: ClassVar[tuple[int, ...]]
-    _ALPHA_WIDTHS: ClassVar[tuple[int, ...]]
+    _LAYOUT: ClassVar[Layout]  # the type byte (position 0 of the unpacked tuple), then the fields
 
     def encode(self) -> bytes:
         """The message's exact wire bytes. Raises `CodecError` when a field does not fit its width."""
+        layout = self._LAYOUT
+        names = layout.names
         values: list[Any] = [self.TYPE]
-        values.extend(getattr(self, name) for name in self._NAMES)
+        values.extend(getattr(self, name) for name in names)
         label = type(self).__name__
-        for i in self._CODE_INDEXES:
+        for i in layout.code_indexes:
             if not isinstance(values[i], str) or len(values[i]) != 1:
-                raise CodecError(f"{label}.{self._NAMES[i - 1]} must be one character, got {values[i]!r}")
-            values[i] = pad_text(values[i], 1, f"{label}.{self._NAMES[i - 1]}")
-        for i, width in zip(self._ALPHA_INDEXES, self._ALPHA_WIDTHS):
-            values[i] = pad_text(values[i], width, f"{label}.{self._NAMES[i - 1]}")
+                raise CodecError(f"{label}.{names[i - 1]} must be one character, got {values[i]!r}")
+            values[i] = pad_text(values[i], 1, f"{label}.{names[i - 1]}")
+        for i, width in zip(layout.alpha_indexes, layout.alpha_widths):
+            values[i] = pad_text(values[i], width, f"{label}.{names[i - 1]}")
         try:
-            return self._STRUCT.pack(*values)
+            return layout.packer.pack(*values)
         except struct.error as error:
             raise CodecError(f"cannot encode {self!r}: {error}") from None
 
@@ -104,13 +88,9 @@ class OuchMessage:
         """Decode exactly one message of this type; `CodecError` on a wrong length or type byte."""
         if len(data) != cls.LENGTH:
             raise CodecError(f"OUCH {cls.__name__} is {cls.LENGTH} bytes, got {len(data)}")
-        values: list[Any] = list(cls._STRUCT.unpack(data))
+        values = cls._LAYOUT.unpack(data)
         if values[0] != cls.TYPE:
             raise CodecError(f"OUCH {cls.__name__} has type {cls.TYPE!r}, got {values[0]!r}")
-        for i in cls._CODE_INDEXES:
-            values[i] = values[i].decode("latin-1")
-        for i in cls._ALPHA_INDEXES:
-            values[i] = unpad_text(values[i])
         return cls(*values[1:])
 
 
@@ -121,22 +101,14 @@ def _message(type_code: bytes, length: int):
     catches a mistyped layout at import time.
     """
 
-    def compile_layout(cls):
+    def register(cls):
         cls = dataclass(frozen=True, slots=True)(cls)
-        fields = dataclasses.fields(cls)
-        kinds = [f.metadata["kind"] for f in fields]
         cls.TYPE = type_code
-        cls._STRUCT = struct.Struct(">c" + "".join(f.metadata["format"] for f in fields))
-        if cls._STRUCT.size != length:
-            raise AssertionError(f"OUCH {type_code!r} layout is {cls._STRUCT.size} bytes, expected {length}")
+        cls._LAYOUT = compile_layout(dataclasses.fields(cls), ">c", length, f"OUCH {type_code!r}")
         cls.LENGTH = length
-        cls._NAMES = tuple(f.name for f in fields)
-        cls._CODE_INDEXES = tuple(i + 1 for i, kind in enumerate(kinds) if kind == "code")
-        cls._ALPHA_INDEXES = tuple(i + 1 for i, kind in enumerate(kinds) if kind == "alpha")
-        cls._ALPHA_WIDTHS = tuple(f.metadata["width"] for f in fields if f.metadata["kind"] == "alpha")
         return cls
 
-    return compile_layout
+    return register
 
 
 # --- inbound -----------------------------------------------------------------
