@@ -53,7 +53,8 @@ class RegisterBlock(wiring.Component):
         the port of the same name. Bit 0 of the reserved ``clear`` strobe
         register is not given here: writing 1 to it clears every counter.
     counters : dict of name -> width of the increment
-        Counters; each adds its port's value every cycle and wraps at 2**32.
+        Counters; each adds its port's value every cycle (one cycle later) and
+        wraps at 2**32.
 
     Interface attributes
     --------------------
@@ -88,11 +89,15 @@ class RegisterBlock(wiring.Component):
         counts = {name: Signal(REGISTER_WIDTH, name=f"count_{name}") for name in self._counters}
         clear = getattr(self, "clear")
 
+        # Increments are registered before they are added, so that no stage's event logic
+        # and a counter's carry chain share a cycle: counters lag their events by a cycle.
         for name, count in counts.items():
+            increment = Signal.like(getattr(self, name), name=f"increment_{name}")
+            m.d.sync += increment.eq(getattr(self, name))
             with m.If(clear):
                 m.d.sync += count.eq(0)
             with m.Else():
-                m.d.sync += count.eq(count + getattr(self, name))
+                m.d.sync += count.eq(count + increment)
 
         with m.If(bus.w_en):
             for name in self._config:

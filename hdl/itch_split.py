@@ -55,7 +55,7 @@ class ItchSplit(wiring.Component):
     messages : Out(stream of RawMessage)
         Delivered messages.
     packet_end : Out(stream of PacketEnd)
-        One per packet that reached ``MoldUdp64Rx``, the cycle after its last beat.
+        One per packet that reached ``MoldUdp64Rx``, two cycles after its last beat.
     events : Out(ItchSplitEvents)
     """
 
@@ -192,7 +192,7 @@ class ItchSplit(wiring.Component):
                                   for i, byte in reversed(list(enumerate(body)))))),
         ]
 
-        # The end of a packet, settled in the next cycle (the header's decision
+        # The end of a packet, settled two cycles later (the header's decision
         # may still be on its way when a short packet ends).
         last_kept_lane = Signal(signed(5), init=-1)
         for j in range(BEAT_BYTES):
@@ -209,7 +209,8 @@ class ItchSplit(wiring.Component):
         end_partial = Signal()  # ended inside a block (its length field included)
         end_err = Signal()
         end_abandoned = Signal()
-        m.d.sync += end_pending.eq(self.blocks.valid & beat.last)
+        ended = Signal()  # one cycle after the last beat; the decision of a short packet comes a cycle later
+        m.d.sync += [ended.eq(self.blocks.valid & beat.last), end_pending.eq(ended)]
         with m.If(self.blocks.valid & beat.last):
             m.d.sync += [
                 end_partial.eq(inside_now),

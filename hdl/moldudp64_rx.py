@@ -1,6 +1,6 @@
 """MoldUDP64 receive: session and sequence tracking of the downstream packets."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,10 +85,10 @@ class MoldUdp64Rx(wiring.Component):
     blocks : Out(beat stream)
         The same beats, frame-aligned, ``keep`` narrowed to the message blocks.
     packet : Out(MoldPacket)
-        The decision for the current packet, valid from the cycle after the
-        header's last byte (before any message block can be complete) until
-        the next packet's header; ``deliver`` is clear from the next packet's
-        first beat.
+        The decision for the current packet, valid from the second cycle after
+        the header's last byte (before any message block can be complete)
+        until the next packet's header; ``deliver`` is clear from the next
+        packet's first beat.
     packet_end : In(stream of PacketEnd)
         From ``ItchSplit``: a packet with fewer complete blocks than its count
         gives back the sequence numbers it claimed but lacked.
@@ -142,11 +142,21 @@ class MoldUdp64Rx(wiring.Component):
         info = self.packet
 
         header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
-        session_match = session == expected_session
+        # The header is registered, and decided on in the next cycle (whatever `payload` does
+        # then), so that no 64-bit arithmetic follows the input in one cycle.
+        deciding = Signal()
+        header_session = Signal.like(session)
+        header_seq = Signal.like(seq)
+        header_count = Signal.like(count)
+        m.d.sync += deciding.eq(header_done)
+        with m.If(header_done):
+            m.d.sync += [header_session.eq(session), header_seq.eq(seq), header_count.eq(count)]
+
         with m.If(self.payload.valid & payload.first):
             m.d.sync += [info.deliver.eq(0), info.gap.eq(0), info.skip.eq(0)]
-        with m.If(header_done):
-            with m.If(count == END_OF_SESSION):
+        session_match = header_session == expected_session
+        with m.If(deciding):
+            with m.If(header_count == END_OF_SESSION):
                 m.d.comb += self.events.mold_end_of_session.eq(1)
                 with m.If(synced & session_match):
                     m.d.sync += synced.eq(0)
@@ -155,33 +165,39 @@ class MoldUdp64Rx(wiring.Component):
             with m.Elif(synced & ~session_match):
                 m.d.comb += self.events.mold_session_mismatch.eq(1)
             with m.Else():
-                expected = Mux(synced, next_seq, seq)
+                expected = Mux(synced, next_seq, header_seq)
+                # One subtraction decides: ahead > 0 is a gap, ahead < 0 a (partial) duplicate.
+                ahead = Signal(signed(65))
                 behind = Signal(64)  # messages already delivered at the packet's start
                 end = Signal(64)
                 m.d.comb += [
-                    behind.eq(expected - seq),
-                    end.eq(seq + count),
+                    ahead.eq(header_seq - expected),
+                    behind.eq(-ahead),
+                    end.eq(header_seq + header_count),
                     self.events.mold_packets.eq(1),
-                    self.events.mold_heartbeat.eq(count == 0),
+                    self.events.mold_heartbeat.eq(header_count == 0),
                 ]
+                # Compared as 17-bit values: a count is 16 bits.
+                behind_small = Mux(behind[16:].any(), 1 << 16, behind[:16])
+                past_expected = (ahead >= 0) | (header_count > behind_small)  # seq + count > expected
                 m.d.sync += [
                     synced.eq(1),
-                    expected_session.eq(session),
+                    expected_session.eq(header_session),
                     info.deliver.eq(1),
-                    info.seq.eq(seq),
-                    info.count.eq(count),
-                    next_seq.eq(Mux(end > expected, end, expected)),
+                    info.seq.eq(header_seq),
+                    info.count.eq(header_count),
+                    next_seq.eq(Mux(past_expected, end, expected)),
                     expected_before.eq(expected),
                 ]
-                with m.If(seq > expected):
+                with m.If(ahead > 0):
                     m.d.comb += [
                         self.events.mold_gap.eq(1),
-                        self.events.mold_gap_messages.eq(seq - expected),
+                        self.events.mold_gap_messages.eq(ahead),
                     ]
                     m.d.sync += info.gap.eq(1)
-                with m.Elif(seq < expected):
-                    m.d.sync += info.skip.eq(Mux(behind < count, behind, count))
-                    m.d.comb += self.events.mold_duplicate_packet.eq((count != 0) & (end <= expected))
+                with m.Elif(ahead < 0):
+                    m.d.sync += info.skip.eq(Mux(past_expected, behind, header_count))
+                    m.d.comb += self.events.mold_duplicate_packet.eq((header_count != 0) & ~past_expected)
         # The header has been seen in this packet (a trailer after the datagram may run past
         # the header beat without completing the header: keep-less beats).
         header_seen = Signal()

@@ -10,7 +10,7 @@ from .records import record_from_message
 __all__ = ["AmaranthRxDevice", "read_counters"]
 
 #: Cycles run after the last beat so that everything in flight has left.
-DRAIN_CYCLES = 4
+DRAIN_CYCLES = 8
 
 
 async def read_counters(ctx, dut):

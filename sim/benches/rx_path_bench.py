@@ -20,7 +20,7 @@ from tick2trade.host.device import RxFrame, schedule_beats
 from tick2trade.sim.ports import pack, unpack
 
 #: Cycles run after the last beat so that everything in flight has left.
-DRAIN_CYCLES = 4
+DRAIN_CYCLES = 8
 
 
 async def write_register(dut, address_map, name, value):
