@@ -134,7 +134,8 @@ class ItchSplit(wiring.Component):
         next_to_end = Signal(17)
         m.d.comb += next_to_end.eq(Mux(length_done, new_length + _LENGTH_BYTES - next_position,
                                        to_end - BEAT_BYTES))
-        next_known = length_done | (length_known & ~ends)
+        # A packet's first beat starts afresh: a block the previous packet left unfinished is forgotten.
+        next_known = length_done | (length_known & ~ends & ~beat.first)
 
         # What the message type says about the block that ends.
         message_type = buffer[0]
