@@ -123,16 +123,22 @@ class MoldUdp64Rx(wiring.Component):
             with m.If(beat <= _HEADER_BEAT):
                 m.d.sync += frame_beat.eq(beat + 1)
 
-        # The header as seen in its last beat: earlier beats stored, the last arriving.
-        def octet(offset):
-            index, byte_lane = divmod(offset, BEAT_BYTES)
-            source = payload.data if index == _HEADER_BEAT else stored[index - _FIRST_BEAT]
-            return lane(source, byte_lane)
+        # A header field as seen in the beat `arriving`: earlier beats stored, that one arriving.
+        def field(offset, length, arriving):
+            octets = []
+            for byte_offset in range(offset, offset + length):
+                index, byte_lane = divmod(byte_offset, BEAT_BYTES)
+                source = payload.data if index == arriving else stored[index - _FIRST_BEAT]
+                octets.append(lane(source, byte_lane))
+            return big_endian(*octets)
 
-        header_base = UDP_PAYLOAD_OFFSET
-        session = big_endian(*(octet(header_base + i) for i in range(SESSION_BYTES)))
-        seq = big_endian(*(octet(header_base + SESSION_BYTES + i) for i in range(8)))
-        count = big_endian(*(octet(header_base + SESSION_BYTES + 8 + i) for i in range(2)))
+        session_offset = UDP_PAYLOAD_OFFSET
+        seq_offset = session_offset + SESSION_BYTES
+        count_offset = seq_offset + 8
+        session_beat = (seq_offset - 1) // BEAT_BYTES  # the beat holding the session's last byte
+        session = field(session_offset, SESSION_BYTES, session_beat)
+        seq = field(seq_offset, 8, _HEADER_BEAT)
+        count = field(count_offset, 2, _HEADER_BEAT)
         header_last_lane = (BLOCKS_OFFSET - 1) % BEAT_BYTES
 
         synced = Signal()
@@ -142,19 +148,26 @@ class MoldUdp64Rx(wiring.Component):
         info = self.packet
 
         header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
-        # The header is registered, and decided on in the next cycle (whatever `payload` does
-        # then), so that no 64-bit arithmetic follows the input in one cycle.
+        # The header is taken in registers as it arrives (the session compared a beat early,
+        # the sequence number's distance from next_seq as its last byte arrives) and decided
+        # on in the next cycle, whatever `payload` does then.
         deciding = Signal()
         header_session = Signal.like(session)
+        session_match = Signal()
         header_seq = Signal.like(seq)
         header_count = Signal.like(count)
+        distance = Signal(signed(65))  # seq - next_seq
+        shortfall = Signal(64)         # next_seq - seq
+        end = Signal(64)               # seq + count
         m.d.sync += deciding.eq(header_done)
+        with m.If(self.payload.valid & (beat == session_beat)):
+            m.d.sync += [header_session.eq(session), session_match.eq(session == expected_session)]
         with m.If(header_done):
-            m.d.sync += [header_session.eq(session), header_seq.eq(seq), header_count.eq(count)]
+            m.d.sync += [header_seq.eq(seq), header_count.eq(count), distance.eq(seq - next_seq),
+                         shortfall.eq(next_seq - seq), end.eq(seq + count)]
 
         with m.If(self.payload.valid & payload.first):
             m.d.sync += [info.deliver.eq(0), info.gap.eq(0), info.skip.eq(0)]
-        session_match = header_session == expected_session
         with m.If(deciding):
             with m.If(header_count == END_OF_SESSION):
                 m.d.comb += self.events.mold_end_of_session.eq(1)
@@ -166,14 +179,10 @@ class MoldUdp64Rx(wiring.Component):
                 m.d.comb += self.events.mold_session_mismatch.eq(1)
             with m.Else():
                 expected = Mux(synced, next_seq, header_seq)
-                # One subtraction decides: ahead > 0 is a gap, ahead < 0 a (partial) duplicate.
-                ahead = Signal(signed(65))
-                behind = Signal(64)  # messages already delivered at the packet's start
-                end = Signal(64)
+                # ahead > 0 is a gap, ahead < 0 a (partial) duplicate; unsynced, the packet starts the count.
+                ahead = Mux(synced, distance, 0)
+                behind = Mux(synced, shortfall, 0)  # messages already delivered at the packet's start
                 m.d.comb += [
-                    ahead.eq(header_seq - expected),
-                    behind.eq(-ahead),
-                    end.eq(header_seq + header_count),
                     self.events.mold_packets.eq(1),
                     self.events.mold_heartbeat.eq(header_count == 0),
                 ]
