@@ -23,7 +23,8 @@ from tick2trade.host.codec.net import udp_frame
 from tick2trade.host.rx_model import MOLD_HEADER
 
 __all__ = ["BeatIn", "aligned_beats", "Schedule", "run_cycles", "layout_fields", "pack_fields", "pack_beat",
-           "kept_bytes", "Counters", "frame_for", "mold_header", "Stream", "mold_stream", "udp_output_beats"]
+           "kept_bytes", "Counters", "frame_for", "mold_header", "Stream", "mold_stream", "udp_output_beats",
+           "UDP_LEAD_BEATS"]
 
 _BEAT = data.Layout.cast(Beat)
 
@@ -107,15 +108,25 @@ class Schedule:
     def idle(self, count: int = 1) -> None:
         self.cycles.extend([None] * count)
 
-    def add_frame(self, beats: list[BeatIn], *, back_to_back: bool = False) -> int:
-        """Append a frame's beats with random idle cycles before and inside it; its number."""
+    def add_frame(self, beats: list[BeatIn], *, back_to_back: bool = False, lead: int = 0) -> int:
+        """Append a frame's beats with random idle cycles before and inside it; its number.
+
+        ``lead`` beats of the frame that the stage does not see come first, as
+        idle cycles: UdpRx passes nothing of a frame's beats 0..4 on, so a
+        packet's first beat after it follows the previous packet's last beat
+        by at least 5 cycles (when the frames were back to back at the MAC).
+        ``back_to_back``: no idle cycle before the frame's first beat.
+        """
         number = self.frames
         self.frames += 1
         self.frame_cycles.append([])
-        for i, beat in enumerate(beats):
+        for i, beat in enumerate([None] * lead + beats):
             if not (back_to_back and i == 0):
                 while self.rng.random() < self.idle_probability:
                     self.cycles.append(None)
+            if beat is None:
+                self.cycles.append(None)
+                continue
             self.frame_cycles[number].append(len(self.cycles))
             self.cycles.append((number, beat))
         return number
@@ -252,6 +263,10 @@ def mold_stream(seed: int, messages: int, *, faults: float = 0.03, corrupt: floa
             frame = frame + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 20)))
         stream.frames[i] = (frame, rng.random() < 0.04)
     return stream
+
+
+#: Frame beats before the first beat of a UDP payload (UdpRx passes on none of them).
+UDP_LEAD_BEATS = 5
 
 
 def udp_output_beats(frame: bytes, payload: bytes, bad: bool, rng: random.Random, *, keep_from: int = 42
