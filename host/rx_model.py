@@ -319,7 +319,7 @@ class ItchSplitModel:
                 counters.add("msg_bad_length")
             else:
                 counters.add("msgs")
-                delivered.append(SplitMessage(decision.seq + index, type_code, length,
+                delivered.append(SplitMessage((decision.seq + index) & SEQUENCE_MASK, type_code, length,
                                               bytes(payload[position + 2:end]), decision.gap))
             index += 1
             position = end
