@@ -112,30 +112,49 @@ class ItchSplit(wiring.Component):
                 gathered.append(Mux(Cat(*[hit for hit, _byte in hits]).any(), taken, base[i]))
             return gathered
 
-        # The length field of the block at lane 0 after any end: its second byte is in lane j
-        # when that block's byte 1 - j is at lane 0. (Written as expressions rather than a
-        # process: Icarus 11 loops forever on the process form.)
-        second_byte_lane = [at_next[1 - j] for j in range(BEAT_BYTES)]
-        length_done = Signal()
-        new_length = Signal(16)
-        m.d.comb += [
-            length_done.eq(Cat(*[at & beat.keep[j] for j, at in enumerate(second_byte_lane)]).any()),
-            new_length.eq(functools.reduce(operator.or_, [
-                Mux(at, Cat(lane(beat.data, j), length_high if j == 0 else lane(beat.data, j - 1)), 0)
-                for j, at in enumerate(second_byte_lane)])),
-        ]
+        def length_field(at):
+            """(complete in this beat, value) of the length field of the block placed by `at`.
 
+            Its second byte is in lane j when that block's byte 1 - j is at lane 0. (Written
+            as expressions rather than a process: Icarus 11 loops forever on the process form.)
+            """
+            second_byte_lane = [at[1 - j] for j in range(BEAT_BYTES)]
+            done = Cat(*[hit & beat.keep[j] for j, hit in enumerate(second_byte_lane)]).any()
+            value = functools.reduce(operator.or_, [
+                Mux(hit, Cat(lane(beat.data, j), length_high if j == 0 else lane(beat.data, j - 1)), 0)
+                for j, hit in enumerate(second_byte_lane)])
+            return done, value
+
+        def lane0_ahead(known, to_end_next):
+            """The one-hot end lane of the next beat, from that beat's bytes-to-end."""
+            return Cat(*[known & (to_end_next == j + 1) for j in range(BEAT_BYTES)])
+
+        # The state after this beat is worked out both ways, no block ending in it and a block
+        # ending in it, side by side; `ends` (from this beat's keep) picks one at the end.
+        stay_done, stay_length = length_field(at_current)
+        stay_position = current + BEAT_BYTES
+        stay_to_end = Signal(17)
+        m.d.comb += stay_to_end.eq(Mux(stay_done, stay_length + _LENGTH_BYTES - stay_position,
+                                       to_end - BEAT_BYTES))
+        # A packet's first beat starts afresh: a block the previous packet left unfinished is forgotten.
+        stay_known = stay_done | (length_known & ~beat.first)
+
+        turn_done, turn_length = length_field(after_end)
+        turn_position = BEAT_BYTES - to_end
+        turn_to_end = Signal(17)
+        m.d.comb += turn_to_end.eq(turn_length + _LENGTH_BYTES - turn_position)
+
+        length_done = Mux(ends, turn_done, stay_done)
+        new_length = Signal(16)
+        m.d.comb += new_length.eq(Mux(ends, turn_length, stay_length))
+        next_position = Signal(signed(9))
+        m.d.comb += next_position.eq(Mux(ends, turn_position, stay_position))
+        next_to_end = Mux(ends, turn_to_end, stay_to_end)
+        next_known = Mux(ends, turn_done, stay_known)
+        next_end_lane = Mux(ends, lane0_ahead(turn_done, turn_to_end), lane0_ahead(stay_known, stay_to_end))
         # Lane 0 of this beat, in the block in progress after any end in it.
         offset = Signal(signed(18))
         m.d.comb += offset.eq(Mux(ends, -to_end, current))
-        # Lane 0 of the next beat, in the block in progress after this beat.
-        next_position = Signal(signed(9))
-        m.d.comb += next_position.eq(offset + BEAT_BYTES)
-        next_to_end = Signal(17)
-        m.d.comb += next_to_end.eq(Mux(length_done, new_length + _LENGTH_BYTES - next_position,
-                                       to_end - BEAT_BYTES))
-        # A packet's first beat starts afresh: a block the previous packet left unfinished is forgotten.
-        next_known = length_done | (length_known & ~ends & ~beat.first)
 
         # What the message type says about the block that ends.
         message_type = buffer[0]
@@ -152,7 +171,7 @@ class ItchSplit(wiring.Component):
                 position.eq(Mux(next_position > saturation, saturation, next_position)),
                 length_known.eq(next_known),
                 to_end.eq(next_to_end),
-                end_lane.eq(Cat(*[next_known & (next_to_end == j + 1) for j in range(BEAT_BYTES)])),
+                end_lane.eq(next_end_lane),
             ]
             m.d.sync += [buffer[i].eq(byte) for i, byte in enumerate(gather(buffer, at_next))]
             with m.If(length_done):

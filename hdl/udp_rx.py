@@ -2,7 +2,7 @@
 
 
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,6 +118,13 @@ class UdpRx(wiring.Component):
         reason = Signal(DropReason)
         # Bytes of the IPv4 datagram still to come, counted from lane 0 of the current beat.
         ip_bytes_left = Signal(signed(17))
+        # Registered a beat ahead from ip_bytes_left: the lanes of this beat inside the
+        # datagram, and whether it goes on past this beat.
+        ip_lanes = Signal(BEAT_BYTES)
+        ip_continues = Signal()
+        next_ip_bytes_left = Signal.like(ip_bytes_left)
+        # The IPv4 header's ones'-complement sum, added up word by word as the beats go by.
+        header_sum = Signal(20)
 
         with m.If(self.rx.valid):
             with m.If(index < _DECISION_BEAT):
@@ -126,8 +133,17 @@ class UdpRx(wiring.Component):
                 m.d.sync += beat_index.eq(0)
             with m.Elif(index <= _PAYLOAD_BEAT):
                 m.d.sync += beat_index.eq(index + 1)
-            with m.If(ip_bytes_left > 0):
-                m.d.sync += ip_bytes_left.eq(ip_bytes_left - BEAT_BYTES)
+            m.d.comb += next_ip_bytes_left.eq(Mux(ip_bytes_left > 0, ip_bytes_left - BEAT_BYTES, ip_bytes_left))
+            m.d.sync += [
+                ip_bytes_left.eq(next_ip_bytes_left),
+                ip_lanes.eq(Cat(*[next_ip_bytes_left > j for j in range(BEAT_BYTES)])),
+                ip_continues.eq(next_ip_bytes_left > BEAT_BYTES),
+            ]
+            for beat_number in range(_DECISION_BEAT):
+                words = [big_endian(lane(rx.data, o % 8), lane(rx.data, o % 8 + 1))
+                         for o in range(14, 34, 2) if o // 8 == beat_number]
+                with m.If(index == beat_number):
+                    m.d.sync += header_sum.eq(sum(words, header_sum if beat_number else 0))
 
         # The header as seen in the decision beat: beats 0..3 stored, beat 4 arriving.
         octet = [lane(header_beats[i // 8], i % 8) for i in range(_DECISION_BEAT * 8)]
@@ -136,9 +152,9 @@ class UdpRx(wiring.Component):
         total_length = big_endian(*octet[16:18])
         flags_fragment = big_endian(*octet[20:22])
         protocol = octet[23]
-        header_words = [big_endian(*octet[i:i + 2]) for i in range(14, 34, 2)]
-        header_sum = Signal(20)
-        m.d.comb += header_sum.eq(sum(header_words))
+        last_words = [big_endian(*octet[i:i + 2]) for i in range(14, 34, 2) if i // 8 == _DECISION_BEAT]
+        checksum = Signal(20)
+        m.d.comb += checksum.eq(sum(last_words, header_sum))
         dst_ip = big_endian(*octet[30:34])
         dst_port = big_endian(*octet[36:38])
         udp_length = big_endian(*octet[38:40])
@@ -150,15 +166,18 @@ class UdpRx(wiring.Component):
             (total_length < 28, DropReason.IP_LENGTH),
             ((flags_fragment & 0x3FFF) != 0, DropReason.IP_FRAGMENT),
             (protocol != 17, DropReason.IP_PROTOCOL),
-            (_ones_complement_fold(header_sum) != 0xFFFF, DropReason.IP_CHECKSUM),
+            (_ones_complement_fold(checksum) != 0xFFFF, DropReason.IP_CHECKSUM),
             (dst_ip != self.dst_ip, DropReason.DST_IP),
             (dst_port != self.dst_port, DropReason.DST_PORT),
             (udp_length != total_length - 20, DropReason.UDP_LENGTH),
         ]
         with m.If(self.rx.valid & (index == _DECISION_BEAT)):
+            first_payload_bytes = 14 + total_length - _PAYLOAD_BEAT * BEAT_BYTES
             m.d.sync += [
                 reason.eq(DropReason.NONE),
-                ip_bytes_left.eq(14 + total_length - _PAYLOAD_BEAT * BEAT_BYTES),
+                ip_bytes_left.eq(first_payload_bytes),
+                ip_lanes.eq(Cat(*[first_payload_bytes > j for j in range(BEAT_BYTES)])),
+                ip_continues.eq(first_payload_bytes > BEAT_BYTES),
             ]
             for failed, failure in reversed(checks):
                 with m.If(failed):
@@ -171,13 +190,13 @@ class UdpRx(wiring.Component):
                 m.d.comb += beat_bytes.eq(count)
         frame_bytes = index * BEAT_BYTES + beat_bytes
         runt = frame_bytes < UDP_PAYLOAD_OFFSET
-        truncated = beat_bytes < ip_bytes_left
+        truncated = ip_continues | (ip_lanes & ~rx.keep).any()
         header_ok = reason == DropReason.NONE
 
         payload_keep = Signal(BEAT_BYTES)
         for i in range(BEAT_BYTES):
             in_payload = (index > _PAYLOAD_BEAT) | (i >= UDP_PAYLOAD_OFFSET % BEAT_BYTES)
-            m.d.comb += payload_keep[i].eq(rx.keep[i] & in_payload & (i < ip_bytes_left))
+            m.d.comb += payload_keep[i].eq(rx.keep[i] & in_payload & ip_lanes[i])
 
         m.d.comb += [
             self.payload.valid.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & header_ok
