@@ -91,8 +91,9 @@ class ItchSplit(wiring.Component):
         abandoned = Signal()     # a length field too short to frame was met
         buffer = Signal(data.ArrayLayout(8, BODY_BYTES))
 
-        current = Signal.like(position)
-        m.d.comb += current.eq(Mux(beat.first, _FIRST_POSITION, position))
+        # A packet's first beat carries no block bytes (it is frame beat 5), so the position it
+        # sets up needs no path from `first` to the lane logic.
+        current = position
         ends = Signal()
         m.d.comb += ends.eq(length_known & ~beat.first & ~abandoned & (end_lane & beat.keep).any())
 
@@ -168,7 +169,8 @@ class ItchSplit(wiring.Component):
         with m.If(self.blocks.valid):
             saturation = BODY_BYTES + _LENGTH_BYTES + BEAT_BYTES
             m.d.sync += [
-                position.eq(Mux(next_position > saturation, saturation, next_position)),
+                position.eq(Mux(beat.first, _FIRST_POSITION + BEAT_BYTES,
+                                Mux(next_position > saturation, saturation, next_position))),
                 length_known.eq(next_known),
                 to_end.eq(next_to_end),
                 end_lane.eq(next_end_lane),
