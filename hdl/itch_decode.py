@@ -7,12 +7,14 @@ from amaranth.lib.wiring import In, Out
 from .stream import rx_stream
 
 __all__ = ["ItchDecode", "RawMessage", "ItchMessage", "MESSAGE_LENGTHS", "MESSAGE_FIELDS",
-           "BODY_BYTES", "field_value"]
+           "HEADER_FIELDS", "BODY_BYTES", "field_value"]
 
 #: Message bytes kept for decoding: the longest field-level message (Trade, 'P').
 BODY_BYTES = 44
 
-_HEADER = [("locate", 1, 2, "int"), ("tracking", 3, 2, "int"), ("timestamp", 5, 6, "int")]
+#: The common header after the type byte, at the same place in every message.
+HEADER_FIELDS = [("locate", 1, 2, "int"), ("tracking", 3, 2, "int"), ("timestamp", 5, 6, "int")]
+_HEADER = HEADER_FIELDS
 
 #: Field-level messages: type -> [(name, offset, length, kind)], kind "int", "alpha" or "char".
 #: Offsets and lengths are those of NASDAQ TotalView-ITCH 5.0 (see PROTOCOLS.md).

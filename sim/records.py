@@ -7,7 +7,7 @@ its output with the golden model's is a comparison of two decoders.
 
 from amaranth.lib import data
 
-from ..hdl.itch_decode import MESSAGE_FIELDS, ItchMessage, field_value
+from ..hdl.itch_decode import HEADER_FIELDS, MESSAGE_FIELDS, ItchMessage, field_value
 
 __all__ = ["record_from_message", "message_fields"]
 
@@ -30,7 +30,7 @@ def record_from_message(value):
     record = {"seq": fields["seq"], "type": type_, "length": fields["length"],
               "locate": fields["locate"], "tracking": fields["tracking"],
               "timestamp": fields["timestamp"], "gap": bool(fields["gap"])}
-    for name, _offset, length, kind in MESSAGE_FIELDS.get(type_, [])[3:]:
+    for name, _offset, length, kind in MESSAGE_FIELDS.get(type_, [])[len(HEADER_FIELDS):]:
         number = field_value(fields["fields"], type_, name)
         if kind == "int":
             record[name] = number
