@@ -227,7 +227,8 @@ def run(
         _put_verilator_on_path()
     runner = get_runner(simulator)
     with _locked(build_dir):
-        verilog_path = write_verilog(component, build_dir / f"{name}.v", name=name)
+        verilog_path = write_verilog(component, build_dir / f"{name}.v", name=name,
+                                     icarus=simulator == "icarus")
         _build(runner, simulator, verilog_path, name=name, build_dir=build_dir, waves=waves)
     with _locked(test_dir):
         return _test(runner, simulator, name=name, test_module=test_module, testcase=testcase,

@@ -6,7 +6,12 @@ practice (see DESIGN.md, "Pitfalls already met"):
 - Yosys writes SystemVerilog-style ``always_comb`` blocks (``write_verilog
   -sv``): with plain Verilog ``always @*`` blocks Icarus can leave
   combinational outputs at X, because such a block only runs once one of its
-  inputs changes.
+  inputs changes. But Icarus 11 loops forever at one time step on some
+  ``always_comb`` blocks (a block that assigns a default and then overrides it
+  under conditions, next to others like it). So for Icarus (``icarus=True``)
+  the text is made safe the other way round: ``always @*`` blocks, and
+  registers without initial values, so that the reset every bench applies
+  first changes every register from X and so runs every block.
 - Amaranth's builtin Yosys is used whatever ``YOSYS`` says
   (``AMARANTH_USE_YOSYS=builtin`` for the conversion), so the same design
   gives the same text on every machine.
@@ -22,6 +27,7 @@ practice (see DESIGN.md, "Pitfalls already met"):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +70,17 @@ def _builtin_yosys() -> Iterator[None]:
             os.environ["AMARANTH_USE_YOSYS"] = saved
 
 
-def write_verilog(component: wiring.Component, path: str | os.PathLike, *, name: str) -> Path:
+_REGISTER_INITIALISER = re.compile(
+    r"^(\s*reg\s+(?:signed\s+)?(?:\[[^\]]+\]\s*)?\\?[^\s=;]+\s*)=\s*[^;]+;", re.MULTILINE)
+
+
+def icarus_safe(text: str) -> str:
+    """``text`` with ``always @*`` for ``always_comb`` and no register initialisers (see above)."""
+    return _REGISTER_INITIALISER.sub(r"\1;", text.replace("always_comb", "always @*"))
+
+
+def write_verilog(component: wiring.Component, path: str | os.PathLike, *, name: str,
+                  icarus: bool = False) -> Path:
     """Write the Verilog of ``component`` (module ``name``) to ``path``; return the path.
 
     Parent directories are created.  An existing file with the same content
@@ -73,6 +89,8 @@ def write_verilog(component: wiring.Component, path: str | os.PathLike, *, name:
     """
     path = Path(path)
     text = verilog_text(component, name=name)
+    if icarus:
+        text = icarus_safe(text)
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
