@@ -148,8 +148,6 @@ class ItchSplit(wiring.Component):
         length_done = Mux(ends, turn_done, stay_done)
         new_length = Signal(16)
         m.d.comb += new_length.eq(Mux(ends, turn_length, stay_length))
-        next_position = Signal(signed(9))
-        m.d.comb += next_position.eq(Mux(ends, turn_position, stay_position))
         next_to_end = Mux(ends, turn_to_end, stay_to_end)
         next_known = Mux(ends, turn_done, stay_known)
         next_end_lane = Mux(ends, lane0_ahead(turn_done, turn_to_end), lane0_ahead(stay_known, stay_to_end))
@@ -170,7 +168,8 @@ class ItchSplit(wiring.Component):
             saturation = BODY_BYTES + _LENGTH_BYTES + BEAT_BYTES
             m.d.sync += [
                 position.eq(Mux(beat.first, _FIRST_POSITION + BEAT_BYTES,
-                                Mux(next_position > saturation, saturation, next_position))),
+                                Mux(ends, turn_position,
+                                    Mux(stay_position > saturation, saturation, stay_position)))),
                 length_known.eq(next_known),
                 to_end.eq(next_to_end),
                 end_lane.eq(next_end_lane),

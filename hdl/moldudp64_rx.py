@@ -120,7 +120,9 @@ class MoldUdp64Rx(wiring.Component):
             for index in range(_HEADER_BEAT - _FIRST_BEAT):
                 with m.If(beat == _FIRST_BEAT + index):
                     m.d.sync += stored[index].eq(payload.data)
-            with m.If(beat <= _HEADER_BEAT):
+            with m.If(payload.last):
+                m.d.sync += frame_beat.eq(_FIRST_BEAT)
+            with m.Elif(beat <= _HEADER_BEAT):
                 m.d.sync += frame_beat.eq(beat + 1)
 
         # A header field as seen in the beat `arriving`: earlier beats stored, that one arriving.
@@ -226,7 +228,9 @@ class MoldUdp64Rx(wiring.Component):
 
         blocks_keep = Signal(BEAT_BYTES)
         for i in range(BEAT_BYTES):
-            in_blocks = (beat > _HEADER_BEAT) | ((beat == _HEADER_BEAT) & (i > header_last_lane))
+            # From the register alone (it is back at the first beat after every packet's last),
+            # so that the keep path does not wait for `first`.
+            in_blocks = (frame_beat > _HEADER_BEAT) | ((frame_beat == _HEADER_BEAT) & (i > header_last_lane))
             m.d.comb += blocks_keep[i].eq(payload.keep[i] & in_blocks)
         m.d.comb += [
             self.blocks.valid.eq(self.payload.valid),
