@@ -91,16 +91,13 @@ class ItchSplit(wiring.Component):
         abandoned = Signal()     # a length field too short to frame was met
         buffer = Signal(data.ArrayLayout(8, BODY_BYTES))
 
-        # A packet's first beat carries no block bytes (it is frame beat 5), so the position it
-        # sets up needs no path from `first` to the lane logic.
-        current = position
         ends = Signal()
         m.d.comb += ends.eq(length_known & ~beat.first & ~abandoned & (end_lane & beat.keep).any())
 
         # Where the block at lane 0 of this beat starts (`at == k`: lane 0 holds its byte k),
         # for the block in progress, and for the one after it when a block ends here.
         positions = range(1 - BEAT_BYTES, BODY_BYTES + _LENGTH_BYTES)
-        at_current = {k: current == k for k in positions}
+        at_current = {k: position == k for k in positions}
         after_end = {k: end_lane[-k - 1] if -BEAT_BYTES <= k < 0 else 0 for k in positions}
         at_next = {k: Mux(ends, after_end[k], at_current[k]) for k in positions}
 
@@ -133,7 +130,7 @@ class ItchSplit(wiring.Component):
         # The state after this beat is worked out both ways, no block ending in it and a block
         # ending in it, side by side; `ends` (from this beat's keep) picks one at the end.
         stay_done, stay_length = length_field(at_current)
-        stay_position = current + BEAT_BYTES
+        stay_position = position + BEAT_BYTES
         stay_to_end = Signal(17)
         m.d.comb += stay_to_end.eq(Mux(stay_done, stay_length + _LENGTH_BYTES - stay_position,
                                        to_end - BEAT_BYTES))
@@ -153,7 +150,7 @@ class ItchSplit(wiring.Component):
         next_end_lane = Mux(ends, lane0_ahead(turn_done, turn_to_end), lane0_ahead(stay_known, stay_to_end))
         # Lane 0 of this beat, in the block in progress after any end in it.
         offset = Signal(signed(18))
-        m.d.comb += offset.eq(Mux(ends, -to_end, current))
+        m.d.comb += offset.eq(Mux(ends, -to_end, position))
 
         # What the message type says about the block that ends.
         message_type = buffer[0]
@@ -166,6 +163,8 @@ class ItchSplit(wiring.Component):
 
         with m.If(self.blocks.valid):
             saturation = BODY_BYTES + _LENGTH_BYTES + BEAT_BYTES
+            # A packet's first beat carries no block bytes (it is frame beat 5): the position
+            # it sets up for the next beat needs no path from `first` to the lane logic.
             m.d.sync += [
                 position.eq(Mux(beat.first, _FIRST_POSITION + BEAT_BYTES,
                                 Mux(ends, turn_position,
