@@ -32,6 +32,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
 from .codec import itch
 from .codec.moldudp64 import HEADER_LENGTH as MOLD_HEADER_LENGTH
 from .codec.moldudp64 import MoldPacket, encode_packet
@@ -49,6 +50,8 @@ __all__ = [
     "corrupt",
 ]
 
+#: IPv4 multicast maps to Ethernet 01:00:5e plus the address's low 23 bits (RFC 1112).
+_MULTICAST_MAC_PREFIX = bytes.fromhex("01005e")
 DEFAULT_INSTRUMENTS = ("LEAD", "TGT", "ALFA", "BRVO", "CHRL", "DLTA", "ECHO", "FXTR")
 MTU = 1500
 IPV4_UDP_HEADERS = 20 + 8
@@ -83,11 +86,11 @@ class FeedConfig:
     session: str = "TICK2TRADE"
     first_sequence: int = 1
     src_mac: bytes = bytes.fromhex("020000000001")
-    dst_mac: bytes = bytes.fromhex("01005e360c6f")  # multicast MAC of 233.54.12.111
+    dst_mac: bytes = _MULTICAST_MAC_PREFIX + (int(ipaddress.IPv4Address(DEFAULT_DST_IP)) & 0x7FFFFF).to_bytes(3, "big")
     src_ip: bytes = ipaddress.IPv4Address("10.0.0.1").packed
-    dst_ip: bytes = ipaddress.IPv4Address("233.54.12.111").packed
+    dst_ip: bytes = ipaddress.IPv4Address(DEFAULT_DST_IP).packed
     src_port: int = 26400
-    dst_port: int = 26477
+    dst_port: int = DEFAULT_DST_PORT
     # fault injection, per packet (probabilities), all off by default
     gap_probability: float = 0.0
     duplicate_probability: float = 0.0

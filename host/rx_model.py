@@ -39,6 +39,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
 from .codec import itch
 
 __all__ = [
@@ -57,8 +58,6 @@ __all__ = [
     "DEFAULT_DST_PORT",
 ]
 
-DEFAULT_DST_IP = "233.54.12.111"
-DEFAULT_DST_PORT = 26477
 
 COUNTER_NAMES = (
     "frames", "frames_ok", "drop_runt", "drop_vlan", "drop_ethertype",
