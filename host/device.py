@@ -10,10 +10,13 @@ go through ``open_rx_device``; none of them picks a backend class directly.
 import dataclasses
 import random
 
+from ..hdl.moldudp64_rx import BLOCKS_OFFSET
+from ..hdl.stream import BEAT_BYTES
+from ..hdl.udp_rx import UDP_PAYLOAD_OFFSET
+
 __all__ = ["RxFrame", "RxBeat", "RxResult", "schedule_beats", "open_rx_device", "message_latencies",
            "BACKENDS", "DeviceError"]
 
-BEAT_BYTES = 8
 #: Backends by name; the simulators are imported lazily (they pull in Amaranth or cocotb).
 BACKENDS = ("verilator", "icarus", "amaranth", "model")
 
@@ -84,15 +87,14 @@ def schedule_beats(frames, *, idle_probability=0.0, seed=0):
     return schedule
 
 
-#: PROTOCOLS.md: frame offsets of the first message block and of the MoldUDP64 sequence number.
-_BLOCKS_OFFSET = 62
-_SEQ_OFFSET = 52
+#: Frame offset of the MoldUDP64 sequence number (after the 10-byte session).
+_SEQ_OFFSET = UDP_PAYLOAD_OFFSET + 10
 
 
 def _block_last_bytes(frame):
     """{sequence number: frame offset of the block's last byte} of every complete block."""
     seq = int.from_bytes(frame[_SEQ_OFFSET:_SEQ_OFFSET + 8], "big")
-    ends, position = {}, _BLOCKS_OFFSET
+    ends, position = {}, BLOCKS_OFFSET
     while position + 2 <= len(frame):
         end = position + 2 + int.from_bytes(frame[position:position + 2], "big")
         if end > len(frame):
