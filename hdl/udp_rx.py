@@ -1,8 +1,9 @@
 """Ethernet II / IPv4 / UDP receive filter: keeps the market-data datagrams, drops the rest whole."""
 
+import functools
+import operator
 
-
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,18 +66,13 @@ _REASON_EVENT = {
 }
 
 
-def _ones_complement_fold(value, width=16):
-    """Fold the carries of a wide sum back in, as the Internet checksum does."""
-    folded = value[:width] + value[width:]
-    return (folded[:width] + folded[width:])[:width]
-
-
 class UdpRx(wiring.Component):
     """Ethernet II / IPv4 / UDP filter for the market-data feed.
 
     Checks every header field docs/receive-path.md lists while the headers go
-    by, and passes on the UDP payload of an accepted frame cut-through: the
-    payload beats leave in the same cycle as they arrive, frame-aligned (frame
+    by, and passes on the UDP payload of an accepted frame cut-through: each
+    payload beat leaves one cycle after it arrives (the IPv4 checksum is
+    settled in the cycle after the header's last byte), frame-aligned (frame
     byte ``8n + k`` stays in beat ``n``, lane ``k``), with ``keep`` marking
     the payload bytes only. Problems that show only at the end of the frame
     (``err`` from the MAC, a frame shorter than its IPv4 total length) set
@@ -115,17 +111,14 @@ class UdpRx(wiring.Component):
         m.d.comb += index.eq(Mux(rx.first, 0, beat_index))
 
         header_beats = Signal(data.ArrayLayout(64, _DECISION_BEAT))
-        reason = Signal(DropReason)
-        # Bytes of the IPv4 datagram still to come, counted from lane 0 of the current beat.
-        ip_bytes_left = Signal(signed(17))
-        # Registered a beat ahead from ip_bytes_left: the lanes of this beat inside the
-        # datagram, and whether it goes on past this beat.
+        # Where the IPv4 datagram ends, counted from the current beat (set up in the decision
+        # beat for the first payload beat): its lanes inside the datagram, whether the datagram
+        # goes on past it, how many later beats hold datagram bytes, and the datagram's lanes
+        # in the last of them.
         ip_lanes = Signal(BEAT_BYTES)
         ip_continues = Signal()
-        next_ip_bytes_left = Signal.like(ip_bytes_left)
-        # The IPv4 header's ones'-complement sum, added up word by word as the beats go by.
-        header_sum = Signal(20)
-
+        ip_beats_after = Signal(13)
+        ip_end_lanes = Signal(BEAT_BYTES)
         with m.If(self.rx.valid):
             with m.If(index < _DECISION_BEAT):
                 m.d.sync += header_beats[index].eq(rx.data)
@@ -133,17 +126,39 @@ class UdpRx(wiring.Component):
                 m.d.sync += beat_index.eq(0)
             with m.Elif(index <= _PAYLOAD_BEAT):
                 m.d.sync += beat_index.eq(index + 1)
-            m.d.comb += next_ip_bytes_left.eq(Mux(ip_bytes_left > 0, ip_bytes_left - BEAT_BYTES, ip_bytes_left))
             m.d.sync += [
-                ip_bytes_left.eq(next_ip_bytes_left),
-                ip_lanes.eq(Cat(*[next_ip_bytes_left > j for j in range(BEAT_BYTES)])),
-                ip_continues.eq(next_ip_bytes_left > BEAT_BYTES),
+                ip_lanes.eq(Mux(ip_continues, Mux(ip_beats_after == 1, ip_end_lanes, 0xFF), 0)),
+                ip_continues.eq(ip_continues & (ip_beats_after > 1)),
+                ip_beats_after.eq(ip_beats_after - ip_continues),
             ]
-            for beat_number in range(_DECISION_BEAT):
-                words = [big_endian(lane(rx.data, o % 8), lane(rx.data, o % 8 + 1))
-                         for o in range(14, 34, 2) if o // 8 == beat_number]
-                with m.If(index == beat_number):
-                    m.d.sync += header_sum.eq(sum(words, header_sum if beat_number else 0))
+
+        # The IPv4 header's sum, unfolded (ten 16-bit words fit in 20 bits). A beat's words are
+        # added up in its own cycle and into `header_sum` in the next one, except those of the
+        # decision beat, which go straight in: the sum is complete when the decision beat has
+        # gone by, and no cycle adds more than three numbers. Header words are 2-byte aligned,
+        # so a beat's words are some of its lane pairs; beats with the same pairs share an adder.
+        lane_pairs = [big_endian(lane(rx.data, j), lane(rx.data, j + 1)) for j in range(0, BEAT_BYTES, 2)]
+        pairs_of_beat = {}  # frame beat -> the lane pairs holding header words
+        for offset in range(14, 34, 2):
+            pairs_of_beat.setdefault(offset // BEAT_BYTES, []).append(offset % BEAT_BYTES // 2)
+        at_beat = {number: self.rx.valid & (index == number) for number in range(_PAYLOAD_BEAT + 1)}
+
+        def words_at(beats):
+            """The sum of the header words of the beat now at rx, if it is one of `beats` (else 0)."""
+            by_pairs = {}
+            for number in beats:
+                by_pairs.setdefault(tuple(pairs_of_beat[number]), []).append(at_beat[number])
+            return functools.reduce(operator.or_, [
+                Mux(functools.reduce(operator.or_, enables), sum(lane_pairs[j] for j in pairs), 0)
+                for pairs, enables in by_pairs.items()])
+
+        later_words = Signal(18)  # the words of the previous cycle's beat, not yet in header_sum
+        header_sum = Signal(20)
+        m.d.sync += [
+            later_words.eq(words_at([number for number in pairs_of_beat if number != _DECISION_BEAT])),
+            header_sum.eq(Mux(self.rx.valid & rx.first, 0,
+                              header_sum + later_words + words_at([_DECISION_BEAT]))),
+        ]
 
         # The header as seen in the decision beat: beats 0..3 stored, beat 4 arriving.
         octet = [lane(header_beats[i // 8], i % 8) for i in range(_DECISION_BEAT * 8)]
@@ -152,36 +167,52 @@ class UdpRx(wiring.Component):
         total_length = big_endian(*octet[16:18])
         flags_fragment = big_endian(*octet[20:22])
         protocol = octet[23]
-        last_words = [big_endian(*octet[i:i + 2]) for i in range(14, 34, 2) if i // 8 == _DECISION_BEAT]
-        checksum = Signal(20)
-        m.d.comb += checksum.eq(sum(last_words, header_sum))
         dst_ip = big_endian(*octet[30:34])
         dst_port = big_endian(*octet[36:38])
         udp_length = big_endian(*octet[38:40])
-
-        checks = [  # (failure condition, reason), in priority order
-            ((ethertype == 0x8100) | (ethertype == 0x88A8), DropReason.VLAN),
-            (ethertype != 0x0800, DropReason.ETHERTYPE),
-            (octet[14] != 0x45, DropReason.IP_HEADER),
-            (total_length < 28, DropReason.IP_LENGTH),
-            ((flags_fragment & 0x3FFF) != 0, DropReason.IP_FRAGMENT),
-            (protocol != 17, DropReason.IP_PROTOCOL),
-            (_ones_complement_fold(checksum) != 0xFFFF, DropReason.IP_CHECKSUM),
-            (dst_ip != self.dst_ip, DropReason.DST_IP),
-            (dst_port != self.dst_port, DropReason.DST_PORT),
-            (udp_length != total_length - 20, DropReason.UDP_LENGTH),
-        ]
-        with m.If(self.rx.valid & (index == _DECISION_BEAT)):
-            first_payload_bytes = 14 + total_length - _PAYLOAD_BEAT * BEAT_BYTES
+        # What the UDP length must be, worked out as the total length goes by (frame beat 2).
+        ip_payload_length = Signal(16)
+        total_length_beat = 16 // BEAT_BYTES
+        with m.If(at_beat[total_length_beat]):
+            m.d.sync += ip_payload_length.eq(
+                big_endian(*[lane(rx.data, i % BEAT_BYTES) for i in (16, 17)]) - 20)
+        # Each check's failure, decided in the decision beat; the checksum's in the cycle after
+        # it, from the complete sum (good when the sum folds to 0xFFFF, which for a 20-bit sum
+        # is when its low 16 bits and its carries add up to exactly 0xFFFF).
+        checks = {
+            DropReason.VLAN: (ethertype == 0x8100) | (ethertype == 0x88A8),
+            DropReason.ETHERTYPE: ethertype != 0x0800,
+            DropReason.IP_HEADER: octet[14] != 0x45,
+            DropReason.IP_LENGTH: total_length < 28,
+            DropReason.IP_FRAGMENT: (flags_fragment & 0x3FFF) != 0,
+            DropReason.IP_PROTOCOL: protocol != 17,
+            DropReason.DST_IP: dst_ip != self.dst_ip,
+            DropReason.DST_PORT: dst_port != self.dst_port,
+            DropReason.UDP_LENGTH: udp_length != ip_payload_length,
+        }
+        failed = Signal(data.ArrayLayout(1, len(DropReason)))  # by DropReason value
+        checksum_due = Signal()
+        with m.If(at_beat[_DECISION_BEAT]):
+            m.d.sync += failed.eq(Cat(checks.get(reason, 0) for reason in DropReason))
+            # Datagram bytes from lane 0 of the first payload beat on: 14 + total_length - 40.
+            datagram_start = _PAYLOAD_BEAT * BEAT_BYTES - 14
             m.d.sync += [
-                reason.eq(DropReason.NONE),
-                ip_bytes_left.eq(first_payload_bytes),
-                ip_lanes.eq(Cat(*[first_payload_bytes > j for j in range(BEAT_BYTES)])),
-                ip_continues.eq(first_payload_bytes > BEAT_BYTES),
+                ip_lanes.eq(Cat(*[total_length > datagram_start + j for j in range(BEAT_BYTES)])),
+                ip_continues.eq(total_length > datagram_start + BEAT_BYTES),
+                ip_beats_after.eq((total_length - datagram_start - 1) >> 3),
+                ip_end_lanes.eq(Cat(*[((total_length - datagram_start - 1) & 7) >= j
+                                      for j in range(BEAT_BYTES)])),
             ]
-            for failed, failure in reversed(checks):
-                with m.If(failed):
-                    m.d.sync += reason.eq(failure)
+        m.d.sync += checksum_due.eq(at_beat[_DECISION_BEAT])
+        with m.If(checksum_due):
+            m.d.sync += failed[DropReason.IP_CHECKSUM.value].eq(
+                header_sum[:16] + header_sum[16:] != 0xFFFF)
+        # The first failing check, in the order of DropReason.
+        reason = Signal(DropReason)
+        m.d.comb += reason.eq(functools.reduce(
+            lambda later, failure: Mux(failed[failure.value], failure, later),
+            reversed([failure for failure in DropReason if failure != DropReason.NONE]),
+            DropReason.NONE))
 
         # Bytes in this beat (keep is contiguous from lane 0 at the MAC).
         beat_bytes = Signal(range(BEAT_BYTES + 1))
@@ -189,35 +220,44 @@ class UdpRx(wiring.Component):
             with m.If(rx.keep[count - 1]):
                 m.d.comb += beat_bytes.eq(count)
         frame_bytes = index * BEAT_BYTES + beat_bytes
-        runt = frame_bytes < UDP_PAYLOAD_OFFSET
-        truncated = ip_continues | (ip_lanes & ~rx.keep).any()
-        header_ok = reason == DropReason.NONE
-
         payload_keep = Signal(BEAT_BYTES)
         for i in range(BEAT_BYTES):
             in_payload = (index > _PAYLOAD_BEAT) | (i >= UDP_PAYLOAD_OFFSET % BEAT_BYTES)
             m.d.comb += payload_keep[i].eq(rx.keep[i] & in_payload & ip_lanes[i])
 
-        m.d.comb += [
-            self.payload.valid.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & header_ok
-                                  & ~(rx.last & runt)),
-            self.payload.p.data.eq(rx.data),
-            self.payload.p.keep.eq(payload_keep),
-            self.payload.p.first.eq(index == _PAYLOAD_BEAT),
-            self.payload.p.last.eq(rx.last),
-            self.payload.p.err.eq(rx.last & (rx.err | truncated)),
+        # Every beat is registered on its way out, with what its frame's end needs, so that the
+        # checksum is settled before the first payload beat leaves.
+        out = self.payload.p
+        out_valid = Signal()   # a beat was at rx in the previous cycle
+        out_payload = Signal()  # it is a payload beat (frame beat 5 or later)
+        out_runt = Signal()    # it ends a frame too short for the headers
+        out_mac_err = Signal()
+        out_truncated = Signal()  # it ends a frame shorter than its IPv4 total length
+        truncated = ip_continues | (ip_lanes & ~rx.keep).any()
+        m.d.sync += [
+            out_valid.eq(self.rx.valid),
+            out_payload.eq(index >= _PAYLOAD_BEAT),
+            out_runt.eq(rx.last & (frame_bytes < UDP_PAYLOAD_OFFSET)),
+            out_mac_err.eq(rx.err),
+            out_truncated.eq(truncated),
+            out.data.eq(rx.data),
+            out.keep.eq(payload_keep),
+            out.first.eq(index == _PAYLOAD_BEAT),
+            out.last.eq(rx.last),
+            out.err.eq(rx.last & (rx.err | truncated)),
         ]
+        m.d.comb += self.payload.valid.eq(out_valid & out_payload & (reason == DropReason.NONE) & ~out_runt)
 
-        with m.If(self.rx.valid & rx.last):
+        with m.If(out_valid & out.last):
             m.d.comb += self.events.frames.eq(1)
-            with m.If(runt):
+            with m.If(out_runt):
                 m.d.comb += self.events.drop_runt.eq(1)
             for failure, event in _REASON_EVENT.items():
                 with m.Elif(reason == failure):
                     m.d.comb += getattr(self.events, event).eq(1)
-            with m.Elif(rx.err):
+            with m.Elif(out_mac_err):
                 m.d.comb += self.events.drop_err.eq(1)
-            with m.Elif(truncated):
+            with m.Elif(out_truncated):
                 m.d.comb += self.events.drop_truncated.eq(1)
             with m.Else():
                 m.d.comb += self.events.frames_ok.eq(1)

@@ -31,6 +31,8 @@ UDP_COUNTERS = [name for name, _ in data.Layout.cast(UdpRxEvents)]
 # Not the receive path's defaults, so that the configuration inputs are really used.
 DST_IP = "239.1.2.3"
 DST_PORT = 30001
+#: Cycles from a beat at ``rx`` to the same beat at ``payload`` (and its frame's events).
+LATENCY = 1
 
 
 def fix_ip_checksum(frame: bytes) -> bytes:
@@ -98,7 +100,9 @@ def test_udp_rx_against_model():
     totals = Counters()
     stray = []
     for cycle, (valid, beat, events) in enumerate(samples):
-        entry = schedule.cycles[cycle] if cycle < len(schedule.cycles) else None
+        # UdpRx registers every beat on its way out: what leaves comes from the previous cycle.
+        at_input = cycle - LATENCY
+        entry = schedule.cycles[at_input] if 0 <= at_input < len(schedule.cycles) else None
         fired = totals.add_events(UdpRxEvents, events)
         if entry is None:
             if valid or fired:
