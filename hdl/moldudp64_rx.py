@@ -152,26 +152,44 @@ class MoldUdp64Rx(wiring.Component):
         header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
         # The header is taken in registers as it arrives (the session compared a beat early,
         # the sequence number's distance from next_seq as its last byte arrives) and decided
-        # on in the next cycle, whatever `payload` does then.
+        # on in the next cycle, whatever `payload` does then. What only the next packet needs
+        # (the session and sequence number expected) is settled in the cycle after that.
         deciding = Signal()
         header_session = Signal.like(session)
         session_match = Signal()
         header_seq = Signal.like(seq)
         header_count = Signal.like(count)
+        end_of_session = Signal()
+        heartbeat = Signal()
         distance = Signal(signed(65))  # seq - next_seq
         shortfall = Signal(64)         # next_seq - seq
+        count_above_low = Signal()     # count > the low 16 bits of shortfall
         end = Signal(64)               # seq + count
         m.d.sync += deciding.eq(header_done)
         with m.If(self.payload.valid & (beat == session_beat)):
             m.d.sync += [header_session.eq(session), session_match.eq(session == expected_session)]
         with m.If(header_done):
             m.d.sync += [header_seq.eq(seq), header_count.eq(count), distance.eq(seq - next_seq),
-                         shortfall.eq(next_seq - seq), end.eq(seq + count)]
+                         end_of_session.eq(count == END_OF_SESSION), heartbeat.eq(count == 0),
+                         shortfall.eq(next_seq - seq), end.eq(seq + count),
+                         count_above_low.eq(count > (next_seq[:16] - seq[:16])[:16])]
 
+        settling = Signal()       # the cycle after the decision on a packet in sequence tracking
+        was_synced = Signal()     # synced before that packet
+        past_expected = Signal()  # that packet ends past the sequence number expected
+        m.d.sync += settling.eq(0)
+        with m.If(settling):
+            expected = Mux(was_synced, next_seq, header_seq)
+            m.d.sync += [
+                expected_session.eq(header_session),
+                expected_before.eq(expected),
+                next_seq.eq(Mux(past_expected, end, expected)),
+            ]
         with m.If(self.payload.valid & payload.first):
             m.d.sync += [info.deliver.eq(0), info.gap.eq(0), info.skip.eq(0)]
         with m.If(deciding):
-            with m.If(header_count == END_OF_SESSION):
+            m.d.sync += [info.seq.eq(header_seq), info.count.eq(header_count)]
+            with m.If(end_of_session):
                 m.d.comb += self.events.mold_end_of_session.eq(1)
                 with m.If(synced & session_match):
                     m.d.sync += synced.eq(0)
@@ -180,35 +198,31 @@ class MoldUdp64Rx(wiring.Component):
             with m.Elif(synced & ~session_match):
                 m.d.comb += self.events.mold_session_mismatch.eq(1)
             with m.Else():
-                expected = Mux(synced, next_seq, header_seq)
-                # ahead > 0 is a gap, ahead < 0 a (partial) duplicate; unsynced, the packet starts the count.
-                ahead = Mux(synced, distance, 0)
-                behind = Mux(synced, shortfall, 0)  # messages already delivered at the packet's start
+                # Unsynced, the packet starts the count: it is neither ahead nor behind.
+                ahead = distance > 0    # a gap
+                behind = distance < 0   # a (partial) duplicate: shortfall messages already delivered
+                # seq + count > next_seq, from the compare made as the header arrived
+                passes = ~behind | ((shortfall[16:] == 0) & count_above_low)
                 m.d.comb += [
                     self.events.mold_packets.eq(1),
-                    self.events.mold_heartbeat.eq(header_count == 0),
+                    self.events.mold_heartbeat.eq(heartbeat),
                 ]
-                # Compared as 17-bit values: a count is 16 bits.
-                behind_small = Mux(behind[16:].any(), 1 << 16, behind[:16])
-                past_expected = (ahead >= 0) | (header_count > behind_small)  # seq + count > expected
                 m.d.sync += [
                     synced.eq(1),
-                    expected_session.eq(header_session),
                     info.deliver.eq(1),
-                    info.seq.eq(header_seq),
-                    info.count.eq(header_count),
-                    next_seq.eq(Mux(past_expected, end, expected)),
-                    expected_before.eq(expected),
+                    settling.eq(1),
+                    was_synced.eq(synced),
+                    past_expected.eq(~synced | passes),
                 ]
-                with m.If(ahead > 0):
+                with m.If(synced & ahead):
                     m.d.comb += [
                         self.events.mold_gap.eq(1),
-                        self.events.mold_gap_messages.eq(ahead),
+                        self.events.mold_gap_messages.eq(distance),
                     ]
                     m.d.sync += info.gap.eq(1)
-                with m.Elif(ahead < 0):
-                    m.d.sync += info.skip.eq(Mux(past_expected, behind, header_count))
-                    m.d.comb += self.events.mold_duplicate_packet.eq((header_count != 0) & ~past_expected)
+                with m.Elif(synced & behind):
+                    m.d.sync += info.skip.eq(Mux(passes, shortfall, header_count))
+                    m.d.comb += self.events.mold_duplicate_packet.eq(~heartbeat & ~passes)
         # The header has been seen in this packet (a trailer after the datagram may run past
         # the header beat without completing the header: keep-less beats).
         header_seen = Signal()
@@ -218,10 +232,14 @@ class MoldUdp64Rx(wiring.Component):
             m.d.sync += header_seen.eq(header_seen_now)
         with m.If(self.payload.valid & payload.last & ~header_seen_now):
             m.d.comb += self.events.mold_short.eq(1)
+        # The give-back, over two cycles: where the packet's complete blocks end, then the
+        # sequence number expected next.
         blocks = self.packet_end.p.blocks
-        with m.If(self.packet_end.valid & info.deliver & (blocks < info.count)):
-            claimed_end = Signal(64)
-            m.d.comb += claimed_end.eq(info.seq + blocks)
+        giving_back = Signal()
+        claimed_end = Signal(64)
+        m.d.sync += giving_back.eq(self.packet_end.valid & info.deliver & (blocks < info.count))
+        m.d.sync += claimed_end.eq(info.seq + blocks)
+        with m.If(giving_back):
             m.d.sync += next_seq.eq(Mux(claimed_end > expected_before, claimed_end, expected_before))
         with m.If(self.resync):
             m.d.sync += synced.eq(0)
