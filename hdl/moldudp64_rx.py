@@ -1,6 +1,6 @@
 """MoldUDP64 receive: session and sequence tracking of the downstream packets."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -95,6 +95,7 @@ class MoldUdp64Rx(wiring.Component):
     resync : In(1)
         Forget the session: the next packet starts a new one.
     events : Out(MoldUdp64Events)
+        Strobes, the cycle after the header's decision (``mold_short``: after the last beat).
     """
 
     def __init__(self):
@@ -149,11 +150,15 @@ class MoldUdp64Rx(wiring.Component):
         expected_before = Signal(64)  # next_seq before the current packet's header
         info = self.packet
 
+        # What this cycle counts; the counters' strobes follow a cycle later.
+        found = Signal(MoldUdp64Events)
+        m.d.sync += self.events.eq(found)
+
         header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
-        # The header is taken in registers as it arrives (the session compared a beat early,
-        # the sequence number's distance from next_seq as its last byte arrives) and decided
-        # on in the next cycle, whatever `payload` does then. What only the next packet needs
-        # (the session and sequence number expected) is settled in the cycle after that.
+        # The header is taken in registers as it arrives (the session compared a beat by beat,
+        # the sequence number's distance from next_seq as its halves arrive) and decided on in
+        # the next cycle, whatever `payload` does then. What only the next packet needs (the
+        # session and sequence number expected) is settled in the cycle after that.
         deciding = Signal()
         header_session = Signal.like(session)
         session_match = Signal()
@@ -161,18 +166,61 @@ class MoldUdp64Rx(wiring.Component):
         header_count = Signal.like(count)
         end_of_session = Signal()
         heartbeat = Signal()
-        distance = Signal(signed(65))  # seq - next_seq
-        shortfall = Signal(64)         # next_seq - seq
-        count_above_low = Signal()     # count > the low 16 bits of shortfall
-        end = Signal(64)               # seq + count
         m.d.sync += deciding.eq(header_done)
         with m.If(self.payload.valid & (beat == session_beat)):
-            m.d.sync += [header_session.eq(session), session_match.eq(session == expected_session)]
+            m.d.sync += header_session.eq(session)
+        # The session is compared with the expected one byte by byte as its beats arrive.
+        session_byte_match = Signal(SESSION_BYTES)
+        for i in range(SESSION_BYTES):
+            part_beat, part_lane = divmod(session_offset + i, BEAT_BYTES)
+            with m.If(self.payload.valid & (beat == part_beat)):
+                m.d.sync += session_byte_match[i].eq(
+                    lane(payload.data, part_lane) == lane(expected_session, SESSION_BYTES - 1 - i))
         with m.If(header_done):
-            m.d.sync += [header_seq.eq(seq), header_count.eq(count), distance.eq(seq - next_seq),
-                         end_of_session.eq(count == END_OF_SESSION), heartbeat.eq(count == 0),
-                         shortfall.eq(next_seq - seq), end.eq(seq + count),
-                         count_above_low.eq(count > (next_seq[:16] - seq[:16])[:16])]
+            m.d.sync += [header_seq.eq(seq), header_count.eq(count), session_match.eq(session_byte_match.all()),
+                         end_of_session.eq(count == END_OF_SESSION), heartbeat.eq(count == 0)]
+
+        # 64-bit sums with the sequence number, a piece at a time (a 64-bit carry chain takes
+        # longer than a cycle at 156 MHz): its high half arrives a beat before its low half,
+        # so the high halves are added then, both with and without a carry in; the header's
+        # last beat adds the low half as two 16-bit pieces, the upper one also both ways, and
+        # picks each piece by the carry out of the piece below it.
+        seq_high_beat = seq_offset // BEAT_BYTES
+        assert seq_high_beat == _HEADER_BEAT - 1 and (seq_offset + 4) % BEAT_BYTES == 0
+        seq_high = field(seq_offset, 4, seq_high_beat)
+        seq_high_arrives = self.payload.valid & (beat == seq_high_beat)
+
+        def with_carry(a, b, carry):
+            """a + b + carry, one carry chain long (a bit `carry` below both operands carries in)."""
+            return (Cat(carry, a) + Cat(carry, b))[1:]
+
+        def header_sum(name, high, low, carry_in=0):
+            """(high[0] + high[1]) << 32 + low[0] + low[1] + carry_in, registered as the header ends.
+
+            65 bits (the carry out on top), and whether its bits 32..63 are zero. The `high`
+            terms are taken in the beat holding the sequence number's high half, the `low`
+            ones as the header ends."""
+            high_sums = [Signal(33, name=f"{name}_high_{carry}") for carry in (0, 1)]
+            with m.If(seq_high_arrives):
+                m.d.sync += [s.eq(with_carry(*high, carry)) for carry, s in enumerate(high_sums)]
+            low_sum = with_carry(low[0][:16], low[1][:16], carry_in)
+            middle_sums = [with_carry(low[0][16:32], low[1][16:32], carry) for carry in (0, 1)]
+            middle_sum = Mux(low_sum[16], middle_sums[1], middle_sums[0])
+            total = Signal(65, name=name)
+            high_zero = Signal(name=f"{name}_high_zero")
+            with m.If(header_done):
+                m.d.sync += [
+                    total.eq(Cat(low_sum[:16], middle_sum[:16], Mux(middle_sum[16], high_sums[1], high_sums[0]))),
+                    high_zero.eq(Mux(middle_sum[16], high_sums[1][:32] == 0, high_sums[0][:32] == 0)),
+                ]
+            return total, high_zero
+
+        seq_low = seq[:32]
+        # seq - next_seq and next_seq - seq as a + ~b + 1; the carry out is set when a >= b.
+        distance, _ = header_sum("distance", (seq_high, ~next_seq[32:]), (seq_low, ~next_seq[:32]), 1)
+        shortfall, shortfall_high_zero = header_sum(
+            "shortfall", (next_seq[32:], ~seq_high), (next_seq[:32], ~seq_low), 1)
+        end, _ = header_sum("end", (seq_high, 0), (seq_low, count))  # seq + count
 
         settling = Signal()       # the cycle after the decision on a packet in sequence tracking
         was_synced = Signal()     # synced before that packet
@@ -190,22 +238,23 @@ class MoldUdp64Rx(wiring.Component):
         with m.If(deciding):
             m.d.sync += [info.seq.eq(header_seq), info.count.eq(header_count)]
             with m.If(end_of_session):
-                m.d.comb += self.events.mold_end_of_session.eq(1)
+                m.d.comb += found.mold_end_of_session.eq(1)
                 with m.If(synced & session_match):
                     m.d.sync += synced.eq(0)
                 with m.Elif(synced):
-                    m.d.comb += self.events.mold_session_mismatch.eq(1)
+                    m.d.comb += found.mold_session_mismatch.eq(1)
             with m.Elif(synced & ~session_match):
-                m.d.comb += self.events.mold_session_mismatch.eq(1)
+                m.d.comb += found.mold_session_mismatch.eq(1)
             with m.Else():
                 # Unsynced, the packet starts the count: it is neither ahead nor behind.
-                ahead = distance > 0    # a gap
-                behind = distance < 0   # a (partial) duplicate: shortfall messages already delivered
-                # seq + count > next_seq, from the compare made as the header arrived
-                passes = ~behind | ((shortfall[16:] == 0) & count_above_low)
+                ahead = ~shortfall[64]  # seq > next_seq: a gap
+                behind = ~distance[64]  # seq < next_seq: a (partial) duplicate, shortfall messages delivered
+                # seq + count > next_seq
+                passes = ~behind | (shortfall_high_zero & (shortfall[16:32] == 0)
+                                    & (header_count > shortfall[:16]))
                 m.d.comb += [
-                    self.events.mold_packets.eq(1),
-                    self.events.mold_heartbeat.eq(heartbeat),
+                    found.mold_packets.eq(1),
+                    found.mold_heartbeat.eq(heartbeat),
                 ]
                 m.d.sync += [
                     synced.eq(1),
@@ -216,13 +265,13 @@ class MoldUdp64Rx(wiring.Component):
                 ]
                 with m.If(synced & ahead):
                     m.d.comb += [
-                        self.events.mold_gap.eq(1),
-                        self.events.mold_gap_messages.eq(distance),
+                        found.mold_gap.eq(1),
+                        found.mold_gap_messages.eq(distance[:64]),
                     ]
                     m.d.sync += info.gap.eq(1)
                 with m.Elif(synced & behind):
                     m.d.sync += info.skip.eq(Mux(passes, shortfall, header_count))
-                    m.d.comb += self.events.mold_duplicate_packet.eq(~heartbeat & ~passes)
+                    m.d.comb += found.mold_duplicate_packet.eq(~heartbeat & ~passes)
         # The header has been seen in this packet (a trailer after the datagram may run past
         # the header beat without completing the header: keep-less beats).
         header_seen = Signal()
@@ -231,16 +280,25 @@ class MoldUdp64Rx(wiring.Component):
         with m.If(self.payload.valid):
             m.d.sync += header_seen.eq(header_seen_now)
         with m.If(self.payload.valid & payload.last & ~header_seen_now):
-            m.d.comb += self.events.mold_short.eq(1)
-        # The give-back, over two cycles: where the packet's complete blocks end, then the
-        # sequence number expected next.
+            m.d.comb += found.mold_short.eq(1)
+        # The give-back, over two cycles: where the packet's complete blocks end (the high half
+        # plus one ready in case the low half carries), then the sequence number expected next.
+        # That end is past the one expected before the packet if the packet was a gap, or if
+        # more blocks were complete than it began with duplicates.
         blocks = self.packet_end.p.blocks
         giving_back = Signal()
-        claimed_end = Signal(64)
-        m.d.sync += giving_back.eq(self.packet_end.valid & info.deliver & (blocks < info.count))
-        m.d.sync += claimed_end.eq(info.seq + blocks)
+        claimed_low = Signal(33)
+        claimed_past = Signal()
+        seq_high_plus_one = Signal(32)
+        m.d.sync += [
+            giving_back.eq(self.packet_end.valid & info.deliver & (blocks < info.count)),
+            claimed_low.eq(info.seq[:32] + blocks),
+            claimed_past.eq(info.gap | (blocks > info.skip)),
+            seq_high_plus_one.eq(info.seq[32:] + 1),
+        ]
         with m.If(giving_back):
-            m.d.sync += next_seq.eq(Mux(claimed_end > expected_before, claimed_end, expected_before))
+            claimed_end = Cat(claimed_low[:32], Mux(claimed_low[32], seq_high_plus_one, info.seq[32:]))
+            m.d.sync += next_seq.eq(Mux(claimed_past, claimed_end, expected_before))
         with m.If(self.resync):
             m.d.sync += synced.eq(0)
 

@@ -38,6 +38,8 @@ HEADER_BEAT = 7  # frame beat of the MoldUDP64 header's last byte (frame byte 61
 #: packet_end comes this many cycles after a packet's last beat.
 DECISION_DELAY = 2
 END_DELAY = 2
+#: Cycles from what an event counts (a header's decision, a short packet's last beat) to its strobe.
+EVENT_DELAY = 1
 
 
 def build_packets(seed: int, messages: int):
@@ -124,9 +126,12 @@ def test_moldudp64_rx_against_model():
     for cycle, (valid, beat, _packet, events) in enumerate(samples):
         entry = schedule.cycles[cycle] if cycle < len(schedule.cycles) else None
         fired = totals.add_events(MoldUdp64Events, events)
-        # mold_short strobes with a packet's last beat, the others when its header is decided
+        # mold_short counts a packet's last beat, the others its header's decision
+        counted = cycle - EVENT_DELAY
+        at_last = schedule.cycles[counted] if 0 <= counted < len(schedule.cycles) else None
         for name, amount in fired.items():
-            owner = (entry[0] if entry and entry[1].last else None) if name == "mold_short" else deciding.get(cycle)
+            owner = ((at_last[0] if at_last and at_last[1].last else None) if name == "mold_short"
+                     else deciding.get(counted))
             if owner is None:
                 problems.append(f"cycle {cycle}: {name} strobes, but no packet's header or end is there")
             else:
