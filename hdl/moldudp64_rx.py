@@ -161,11 +161,15 @@ class MoldUdp64Rx(wiring.Component):
         # session and sequence number expected) is settled in the cycle after that.
         deciding = Signal()
         header_session = Signal.like(session)
-        session_match = Signal()
         header_seq = Signal.like(seq)
         header_count = Signal.like(count)
+        # What the header is, worked out as it ends, for the decision in the next cycle.
         end_of_session = Signal()
         heartbeat = Signal()
+        was_synced = Signal()        # synced when the decision is made
+        other_session = Signal()     # synced to another session
+        ends_session = Signal()      # the end of the session synced to
+        tracked = Signal()           # the packet goes into sequence tracking
         m.d.sync += deciding.eq(header_done)
         with m.If(self.payload.valid & (beat == session_beat)):
             m.d.sync += header_session.eq(session)
@@ -177,8 +181,15 @@ class MoldUdp64Rx(wiring.Component):
                 m.d.sync += session_byte_match[i].eq(
                     lane(payload.data, part_lane) == lane(expected_session, SESSION_BYTES - 1 - i))
         with m.If(header_done):
-            m.d.sync += [header_seq.eq(seq), header_count.eq(count), session_match.eq(session_byte_match.all()),
-                         end_of_session.eq(count == END_OF_SESSION), heartbeat.eq(count == 0)]
+            synced_then = synced & ~self.resync
+            match = session_byte_match.all()
+            is_end = count == END_OF_SESSION
+            m.d.sync += [
+                header_seq.eq(seq), header_count.eq(count),
+                end_of_session.eq(is_end), heartbeat.eq(count == 0), was_synced.eq(synced_then),
+                other_session.eq(synced_then & ~match), ends_session.eq(is_end & synced_then & match),
+                tracked.eq(~is_end & ~(synced_then & ~match)),
+            ]
 
         # 64-bit sums with the sequence number, a piece at a time (a 64-bit carry chain takes
         # longer than a cycle at 156 MHz): its high half arrives a beat before its low half,
@@ -223,7 +234,6 @@ class MoldUdp64Rx(wiring.Component):
         end, _ = header_sum("end", (seq_high, 0), (seq_low, count))  # seq + count
 
         settling = Signal()       # the cycle after the decision on a packet in sequence tracking
-        was_synced = Signal()     # synced before that packet
         past_expected = Signal()  # that packet ends past the sequence number expected
         m.d.sync += settling.eq(0)
         with m.If(settling):
@@ -237,15 +247,13 @@ class MoldUdp64Rx(wiring.Component):
             m.d.sync += [info.deliver.eq(0), info.gap.eq(0), info.skip.eq(0)]
         with m.If(deciding):
             m.d.sync += [info.seq.eq(header_seq), info.count.eq(header_count)]
-            with m.If(end_of_session):
-                m.d.comb += found.mold_end_of_session.eq(1)
-                with m.If(synced & session_match):
-                    m.d.sync += synced.eq(0)
-                with m.Elif(synced):
-                    m.d.comb += found.mold_session_mismatch.eq(1)
-            with m.Elif(synced & ~session_match):
-                m.d.comb += found.mold_session_mismatch.eq(1)
-            with m.Else():
+            m.d.comb += [
+                found.mold_end_of_session.eq(end_of_session),
+                found.mold_session_mismatch.eq(other_session),
+            ]
+            with m.If(ends_session):
+                m.d.sync += synced.eq(0)
+            with m.If(tracked):
                 # Unsynced, the packet starts the count: it is neither ahead nor behind.
                 ahead = ~shortfall[64]  # seq > next_seq: a gap
                 behind = ~distance[64]  # seq < next_seq: a (partial) duplicate, shortfall messages delivered
@@ -260,16 +268,15 @@ class MoldUdp64Rx(wiring.Component):
                     synced.eq(1),
                     info.deliver.eq(1),
                     settling.eq(1),
-                    was_synced.eq(synced),
-                    past_expected.eq(~synced | passes),
+                    past_expected.eq(~was_synced | passes),
                 ]
-                with m.If(synced & ahead):
+                with m.If(was_synced & ahead):
                     m.d.comb += [
                         found.mold_gap.eq(1),
                         found.mold_gap_messages.eq(distance[:64]),
                     ]
                     m.d.sync += info.gap.eq(1)
-                with m.Elif(synced & behind):
+                with m.Elif(was_synced & behind):
                     m.d.sync += info.skip.eq(Mux(passes, shortfall, header_count))
                     m.d.comb += found.mold_duplicate_packet.eq(~heartbeat & ~passes)
         # The header has been seen in this packet (a trailer after the datagram may run past
