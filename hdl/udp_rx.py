@@ -204,9 +204,15 @@ class UdpRx(wiring.Component):
                                       for j in range(BEAT_BYTES)])),
             ]
         m.d.sync += checksum_due.eq(at_beat[_DECISION_BEAT])
+        checksum_bad = header_sum[:16] + header_sum[16:] != 0xFFFF
         with m.If(checksum_due):
-            m.d.sync += failed[DropReason.IP_CHECKSUM.value].eq(
-                header_sum[:16] + header_sum[16:] != 0xFFFF)
+            m.d.sync += failed[DropReason.IP_CHECKSUM.value].eq(checksum_bad)
+        # Every check passed: settled in the checksum's cycle, and known then already, since
+        # the first payload beat may be at rx in that cycle.
+        header_ok = Signal()
+        header_ok_now = Signal()
+        m.d.comb += header_ok_now.eq(Mux(checksum_due, ~failed.as_value().any() & ~checksum_bad, header_ok))
+        m.d.sync += header_ok.eq(header_ok_now)
         # The first failing check, in the order of DropReason.
         reason = Signal(DropReason)
         m.d.comb += reason.eq(functools.reduce(
@@ -229,15 +235,15 @@ class UdpRx(wiring.Component):
         # checksum is settled before the first payload beat leaves.
         out = self.payload.p
         out_valid = Signal()   # a beat was at rx in the previous cycle
-        out_payload = Signal()  # it is a payload beat (frame beat 5 or later)
         out_runt = Signal()    # it ends a frame too short for the headers
         out_mac_err = Signal()
         out_truncated = Signal()  # it ends a frame shorter than its IPv4 total length
         truncated = ip_continues | (ip_lanes & ~rx.keep).any()
+        runt = rx.last & (frame_bytes < UDP_PAYLOAD_OFFSET)
         m.d.sync += [
             out_valid.eq(self.rx.valid),
-            out_payload.eq(index >= _PAYLOAD_BEAT),
-            out_runt.eq(rx.last & (frame_bytes < UDP_PAYLOAD_OFFSET)),
+            self.payload.valid.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & header_ok_now & ~runt),
+            out_runt.eq(runt),
             out_mac_err.eq(rx.err),
             out_truncated.eq(truncated),
             out.data.eq(rx.data),
@@ -246,7 +252,6 @@ class UdpRx(wiring.Component):
             out.last.eq(rx.last),
             out.err.eq(rx.last & (rx.err | truncated)),
         ]
-        m.d.comb += self.payload.valid.eq(out_valid & out_payload & (reason == DropReason.NONE) & ~out_runt)
 
         with m.If(out_valid & out.last):
             m.d.comb += self.events.frames.eq(1)
