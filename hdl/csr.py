@@ -4,9 +4,13 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterBus", "RegisterBlock", "REGISTER_WIDTH", "MAGIC"]
+__all__ = ["RegisterBus", "RegisterBlock", "REGISTER_WIDTH", "MAGIC", "READ_LATENCY", "READ_GROUP"]
 
 REGISTER_WIDTH = 32
+#: Cycles from ``addr`` to its word on ``r_data``.
+READ_LATENCY = 3
+#: Registers read out through one first-level multiplexer.
+READ_GROUP = 8
 #: Read from address 0, so that a host can tell it is talking to this design: "t2t" and a version.
 MAGIC = int.from_bytes(b"t2t\x01", "big")
 
@@ -22,7 +26,10 @@ class RegisterBus(wiring.Signature):
         Write ``w_data`` to ``addr`` in this cycle.
     w_data : Out(32)
     r_data : In(32)
-        The word at the ``addr`` of the previous cycle (one cycle of read latency).
+        The word at the ``addr`` of ``READ_LATENCY`` cycles before: the address
+        is registered, then selects a word in each group of ``READ_GROUP``
+        registers (registered), then one of those, so that no cycle has a wide
+        multiplexer gathering registers from all over the design.
     """
 
     def __init__(self, address_width=8):
@@ -109,9 +116,23 @@ class RegisterBlock(wiring.Component):
                 m.d.sync += getattr(self, name).eq(bus.w_data)
 
         readable = {"magic": MAGIC, **{name: getattr(self, name) for name in self._config}, **counts}
+        read_addr = Signal.like(bus.addr)
+        group_addr = Signal.like(bus.addr)
+        m.d.sync += [read_addr.eq(bus.addr), group_addr.eq(read_addr)]
+        by_group = {}
+        for name, value in readable.items():
+            group, member = divmod(self.address_map[name], READ_GROUP)
+            by_group.setdefault(group, {})[member] = value
+        group_words = {group: Signal(REGISTER_WIDTH, name=f"read_group_{group}") for group in by_group}
+        for group, members in by_group.items():
+            m.d.sync += group_words[group].eq(0)
+            with m.Switch(read_addr % READ_GROUP):
+                for member, value in members.items():
+                    with m.Case(member):
+                        m.d.sync += group_words[group].eq(value)
         m.d.sync += bus.r_data.eq(0)
-        with m.Switch(bus.addr):
-            for name, value in readable.items():
-                with m.Case(self.address_map[name]):
-                    m.d.sync += bus.r_data.eq(value)
+        with m.Switch(group_addr // READ_GROUP):
+            for group, word in group_words.items():
+                with m.Case(group):
+                    m.d.sync += bus.r_data.eq(word)
         return m

@@ -207,12 +207,10 @@ class UdpRx(wiring.Component):
         checksum_bad = header_sum[:16] + header_sum[16:] != 0xFFFF
         with m.If(checksum_due):
             m.d.sync += failed[DropReason.IP_CHECKSUM.value].eq(checksum_bad)
-        # Every check passed: settled in the checksum's cycle, and known then already, since
-        # the first payload beat may be at rx in that cycle.
+        # Every check passed: settled in the checksum's cycle, before the first payload beat leaves.
         header_ok = Signal()
-        header_ok_now = Signal()
-        m.d.comb += header_ok_now.eq(Mux(checksum_due, ~failed.as_value().any() & ~checksum_bad, header_ok))
-        m.d.sync += header_ok.eq(header_ok_now)
+        with m.If(checksum_due):
+            m.d.sync += header_ok.eq(~failed.as_value().any() & ~checksum_bad)
         # The first failing check, in the order of DropReason.
         reason = Signal(DropReason)
         m.d.comb += reason.eq(functools.reduce(
@@ -235,6 +233,7 @@ class UdpRx(wiring.Component):
         # checksum is settled before the first payload beat leaves.
         out = self.payload.p
         out_valid = Signal()   # a beat was at rx in the previous cycle
+        out_payload = Signal()  # it belongs to the payload (frame beat 5 on, not ending a runt)
         out_runt = Signal()    # it ends a frame too short for the headers
         out_mac_err = Signal()
         out_truncated = Signal()  # it ends a frame shorter than its IPv4 total length
@@ -242,7 +241,7 @@ class UdpRx(wiring.Component):
         runt = rx.last & (frame_bytes < UDP_PAYLOAD_OFFSET)
         m.d.sync += [
             out_valid.eq(self.rx.valid),
-            self.payload.valid.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & header_ok_now & ~runt),
+            out_payload.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & ~runt),
             out_runt.eq(runt),
             out_mac_err.eq(rx.err),
             out_truncated.eq(truncated),
@@ -252,6 +251,8 @@ class UdpRx(wiring.Component):
             out.last.eq(rx.last),
             out.err.eq(rx.last & (rx.err | truncated)),
         ]
+
+        m.d.comb += self.payload.valid.eq(out_payload & header_ok)
 
         with m.If(out_valid & out.last):
             m.d.comb += self.events.frames.eq(1)

@@ -3,6 +3,7 @@
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
+from ..hdl.csr import READ_LATENCY
 from ..hdl.rx_path import COUNTERS, RxPath
 from ..host.device import RxResult, schedule_beats
 from .records import record_from_message
@@ -14,12 +15,11 @@ DRAIN_CYCLES = 8
 
 
 async def read_counters(ctx, dut):
-    """Read every counter over the register bus (one cycle of read latency)."""
+    """Read every counter over the register bus."""
     counters = {}
     for name in COUNTERS:
         ctx.set(dut.csr.addr, dut.address_map[name])
-        await ctx.tick()
-        await ctx.tick()
+        await ctx.tick().repeat(READ_LATENCY)
         counters[name] = ctx.get(dut.csr.r_data)
     return counters
 

@@ -13,6 +13,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from tick2trade.hdl.csr import READ_LATENCY
 from tick2trade.hdl.moldudp64_rx import PacketEnd
 from tick2trade.hdl.rx_path import COUNTERS
 from tick2trade.hdl.stream import Beat
@@ -33,8 +34,8 @@ async def write_register(dut, address_map, name, value):
 
 async def read_register(dut, address_map, name):
     dut.csr__addr.value = address_map[name]
-    await FallingEdge(dut.clk)
-    await FallingEdge(dut.clk)
+    for _ in range(READ_LATENCY):
+        await FallingEdge(dut.clk)
     return dut.csr__r_data.value.to_unsigned()
 
 
