@@ -31,8 +31,10 @@ COUNTERS = _counter_widths(UdpRxEvents, MoldUdp64Events, ItchSplitEvents)
 class RxPath(wiring.Component):
     """Ethernet/IPv4/UDP filter, MoldUDP64 tracking, ITCH framing and decode, and their registers.
 
-    A message leaves ``messages`` one cycle after the beat holding its last
-    byte was at ``rx``: every stage but the framing register is cut-through.
+    A message leaves ``messages`` two cycles after the beat holding its last
+    byte was at ``rx``: ``UdpRx`` registers the beats on their way out (its
+    checksum settles meanwhile) and ``ItchSplit`` registers the message;
+    nothing else waits.
 
     Interface attributes
     --------------------
