@@ -203,14 +203,15 @@ class UdpRx(wiring.Component):
                 ip_end_lanes.eq(Cat(*[((total_length - datagram_start - 1) & 7) >= j
                                       for j in range(BEAT_BYTES)])),
             ]
+        # Every check passed: settled with the checksum, before the first payload beat leaves.
+        header_ok = Signal()
         m.d.sync += checksum_due.eq(at_beat[_DECISION_BEAT])
         checksum_bad = header_sum[:16] + header_sum[16:] != 0xFFFF
         with m.If(checksum_due):
-            m.d.sync += failed[DropReason.IP_CHECKSUM.value].eq(checksum_bad)
-        # Every check passed: settled in the checksum's cycle, before the first payload beat leaves.
-        header_ok = Signal()
-        with m.If(checksum_due):
-            m.d.sync += header_ok.eq(~failed.as_value().any() & ~checksum_bad)
+            m.d.sync += [
+                failed[DropReason.IP_CHECKSUM.value].eq(checksum_bad),
+                header_ok.eq(~failed.as_value().any() & ~checksum_bad),
+            ]
         # The first failing check, in the order of DropReason.
         reason = Signal(DropReason)
         m.d.comb += reason.eq(functools.reduce(
