@@ -155,7 +155,7 @@ class MoldUdp64Rx(wiring.Component):
         m.d.sync += self.events.eq(found)
 
         header_done = self.payload.valid & (beat == _HEADER_BEAT) & payload.keep[header_last_lane]
-        # The header is taken in registers as it arrives (the session compared a beat by beat,
+        # The header is taken in registers as it arrives (the session compared byte by byte,
         # the sequence number's distance from next_seq as its halves arrive) and decided on in
         # the next cycle, whatever `payload` does then. What only the next packet needs (the
         # session and sequence number expected) is settled in the cycle after that.
