@@ -1,10 +1,13 @@
 """The register block: configuration and event counters, read and written by the host."""
 
-from amaranth.hdl import Module, Signal
+from dataclasses import dataclass
+
+from amaranth.hdl import Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterBus", "RegisterBlock", "REGISTER_WIDTH", "MAGIC", "READ_LATENCY", "READ_GROUP"]
+__all__ = ["RegisterBus", "RegisterBlock", "Register", "REGISTER_WIDTH", "MAGIC", "READ_LATENCY",
+           "READ_GROUP"]
 
 REGISTER_WIDTH = 32
 #: Cycles from ``addr`` to its word on ``r_data``.
@@ -43,22 +46,48 @@ class RegisterBus(wiring.Signature):
         })
 
 
+@dataclass(frozen=True)
+class Register:
+    """Where a register lives and what it is, for the host.
+
+    ``address`` is the word of its least significant 32 bits; a register wider
+    than a word takes the next words up, least significant first. ``kind`` is
+    "magic", "config", "strobe", "state", "status" or "counter".
+    """
+    address: int
+    width: int
+    kind: str
+
+    @property
+    def words(self):
+        return -(-self.width // REGISTER_WIDTH)
+
+
 class RegisterBlock(wiring.Component):
-    """Configuration registers, strobe registers and 32-bit event counters behind one bus.
+    """Configuration, strobe, state and status registers and 32-bit event counters behind one bus.
 
     The address map is: 0 the magic word, then the configuration registers,
-    then the strobe registers, then the counters, each one word, in the order
-    given. ``address_map`` gives it to the host, so that host and gateware
-    never keep two copies of it.
+    the strobe registers, the state registers, the status registers and the
+    counters, in the order given, each taking as many words as its width
+    needs. ``registers`` gives it to the host (name -> ``Register``), and
+    ``address_map`` the first word of each, so that host and gateware never
+    keep two copies of it.
 
     Parameters
     ----------
     config : dict of name -> (width, reset value)
-        Read-write registers, driven out on the port of the same name.
+        Read-write registers, driven out on the port of the same name; wider
+        than 32 bits they take several words.
     strobes : dict of name -> width
         Write-only registers: each bit written as 1 is high for one cycle on
         the port of the same name. Bit 0 of the reserved ``clear`` strobe
         register is not given here: writing 1 to it clears every counter.
+    state : dict of name -> width
+        Values a stage keeps and the host may overwrite (a sequence number, a
+        token counter): reads return the port ``<name>``; a write pulses
+        ``<name>_write`` for one cycle with the word on ``<name>_data``.
+    status : dict of name -> width
+        Read-only values from the port of the same name.
     counters : dict of name -> width of the increment
         Counters; each adds its port's value every cycle (one cycle later) and
         wraps at 2**32.
@@ -68,25 +97,47 @@ class RegisterBlock(wiring.Component):
     bus : In(RegisterBus)
     <config name> : Out(width)
     <strobe name> : Out(width)
+    <state name> : In(width); <state name>_write : Out(1); <state name>_data : Out(width)
+    <status name> : In(width)
     <counter name> : In(width)
     """
 
-    def __init__(self, *, config, strobes, counters, address_width=8):
+    def __init__(self, *, config, strobes=None, state=None, status=None, counters=None, address_width=8):
+        strobes = {**(strobes or {}), "clear": 1}
+        state, status, counters = dict(state or {}), dict(status or {}), dict(counters or {})
         for name, (width, init) in config.items():
-            if width > REGISTER_WIDTH or init >= 2 ** width:
-                raise ValueError(f"config register {name!r}: width {width} or reset value {init} does not fit")
-        names = ["magic", *config, *strobes, "clear", *counters]
-        if len(set(names)) != len(names):
-            raise ValueError("register names must be unique")
-        if len(names) > 2 ** address_width:
-            raise ValueError(f"{len(names)} registers do not fit in {address_width} address bits")
+            if init >= 2 ** width:
+                raise ValueError(f"config register {name!r}: reset value {init} does not fit {width} bits")
+        for kind, widths in (("strobe", strobes), ("state", state), ("status", status)):
+            for name, width in widths.items():
+                if width > REGISTER_WIDTH:
+                    raise ValueError(f"{kind} register {name!r}: {width} bits is wider than a word")
+        kinds = [("magic", {"magic": REGISTER_WIDTH}),
+                 ("config", {name: width for name, (width, _init) in config.items()}),
+                 ("strobe", strobes), ("state", state), ("status", status),
+                 ("counter", {name: REGISTER_WIDTH for name in counters})]
+        self.registers = {}
+        address = 0
+        for kind, widths in kinds:
+            for name, width in widths.items():
+                if name in self.registers:
+                    raise ValueError(f"register name {name!r} is used twice")
+                self.registers[name] = Register(address, width, kind)
+                address += self.registers[name].words
+        if address > 2 ** address_width:
+            raise ValueError(f"{address} register words do not fit in {address_width} address bits")
+        self.address_map = {name: register.address for name, register in self.registers.items()}
         self._config = dict(config)
-        self._strobes = {**strobes, "clear": 1}
-        self._counters = dict(counters)
-        self.address_map = {name: address for address, name in enumerate(names)}
+        self._strobes = strobes
+        self._state = state
+        self._status = status
+        self._counters = counters
         members = {"bus": In(RegisterBus(address_width))}
         members.update({name: Out(width, init=init) for name, (width, init) in config.items()})
-        members.update({name: Out(width) for name, width in self._strobes.items()})
+        members.update({name: Out(width) for name, width in strobes.items()})
+        for name, width in state.items():
+            members.update({name: In(width), f"{name}_write": Out(1), f"{name}_data": Out(width)})
+        members.update({name: In(width) for name, width in status.items()})
         members.update({name: In(width) for name, width in counters.items()})
         super().__init__(members)
 
@@ -106,22 +157,36 @@ class RegisterBlock(wiring.Component):
             with m.Else():
                 m.d.sync += count.eq(count + increment)
 
-        with m.If(bus.w_en):
-            for name in self._config:
-                with m.If(bus.addr == self.address_map[name]):
-                    m.d.sync += getattr(self, name).eq(bus.w_data)
+        def word_written(name, word=0):
+            return bus.w_en & (bus.addr == self.registers[name].address + word)
+
+        for name in self._config:
+            port = getattr(self, name)
+            for word in range(self.registers[name].words):
+                with m.If(word_written(name, word)):
+                    m.d.sync += port[word * REGISTER_WIDTH:(word + 1) * REGISTER_WIDTH].eq(bus.w_data)
         for name in self._strobes:
             m.d.sync += getattr(self, name).eq(0)
-            with m.If(bus.w_en & (bus.addr == self.address_map[name])):
+            with m.If(word_written(name)):
                 m.d.sync += getattr(self, name).eq(bus.w_data)
+        for name in self._state:
+            m.d.sync += getattr(self, f"{name}_write").eq(word_written(name))
+            with m.If(word_written(name)):
+                m.d.sync += getattr(self, f"{name}_data").eq(bus.w_data)
 
-        readable = {"magic": MAGIC, **{name: getattr(self, name) for name in self._config}, **counts}
+        readable = {"magic": Const(MAGIC, REGISTER_WIDTH), **{name: getattr(self, name) for name in self._config},
+                    **{name: getattr(self, name) for name in (*self._state, *self._status)}, **counts}
+        words = {}
+        for name, value in readable.items():
+            register = self.registers[name]
+            for word in range(register.words):
+                words[register.address + word] = Value.cast(value)[word * REGISTER_WIDTH:(word + 1) * REGISTER_WIDTH]
         read_addr = Signal.like(bus.addr)
         group_addr = Signal.like(bus.addr)
         m.d.sync += [read_addr.eq(bus.addr), group_addr.eq(read_addr)]
         by_group = {}
-        for name, value in readable.items():
-            group, member = divmod(self.address_map[name], READ_GROUP)
+        for address, value in words.items():
+            group, member = divmod(address, READ_GROUP)
             by_group.setdefault(group, {})[member] = value
         group_words = {group: Signal(REGISTER_WIDTH, name=f"read_group_{group}") for group in by_group}
         for group, members in by_group.items():
