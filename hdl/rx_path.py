@@ -13,7 +13,8 @@ from .moldudp64_rx import MoldUdp64Events, MoldUdp64Rx, PacketEnd
 from .stream import rx_stream
 from .udp_rx import UdpRx, UdpRxEvents
 
-__all__ = ["RxPath", "COUNTERS", "DEFAULT_DST_IP", "DEFAULT_DST_PORT"]
+__all__ = ["RxPath", "RxStages", "RxEvents", "COUNTERS", "RX_CONFIG", "RX_STROBES", "RX_LATENCY",
+           "DEFAULT_DST_IP", "DEFAULT_DST_PORT", "connect_registers"]
 
 DEFAULT_DST_IP = "233.54.12.111"
 DEFAULT_DST_PORT = 26477
@@ -26,15 +27,24 @@ def _counter_widths(*event_layouts):
 
 #: Every counter of the receive path, in register order, with the width of its increment.
 COUNTERS = _counter_widths(UdpRxEvents, MoldUdp64Events, ItchSplitEvents)
+#: The receive path's event increments, one field per counter.
+RxEvents = data.StructLayout(COUNTERS)
+#: Cycles from the beat holding a message's last byte at ``rx`` to the message at ``messages``.
+RX_LATENCY = 2
 
 
-class RxPath(wiring.Component):
-    """Ethernet/IPv4/UDP filter, MoldUDP64 tracking, ITCH framing and decode, and their registers.
+#: The receive path's registers besides its counters: configuration (width, reset value) and strobes.
+RX_CONFIG = {"dst_ip": (32, int(ipaddress.IPv4Address(DEFAULT_DST_IP))), "dst_port": (16, DEFAULT_DST_PORT)}
+RX_STROBES = {"resync": 1}
+
+
+class RxStages(wiring.Component):
+    """Ethernet/IPv4/UDP filter, MoldUDP64 tracking, ITCH framing and decode, without registers.
 
     A message leaves ``messages`` two cycles after the beat holding its last
-    byte was at ``rx``: ``UdpRx`` registers the beats on their way out (its
-    checksum settles meanwhile) and ``ItchSplit`` registers the message;
-    nothing else waits.
+    byte was at ``rx`` (``RX_LATENCY``): ``UdpRx`` registers the beats on
+    their way out (its checksum settles meanwhile) and ``ItchSplit``
+    registers the message; nothing else waits.
 
     Interface attributes
     --------------------
@@ -44,23 +54,23 @@ class RxPath(wiring.Component):
         Decoded messages, in sequence order.
     packet_end : Out(stream of PacketEnd)
         The end of every packet that reached MoldUDP64 tracking, good or bad.
-    csr : In(RegisterBus)
-        Configuration (``dst_ip``, ``dst_port``), the ``resync`` strobe, and
-        the counters named in ``COUNTERS``; addresses in ``address_map``.
+    dst_ip, dst_port : In
+        The feed's address (configuration).
+    resync : In(1)
+        Forget the MoldUDP64 session (strobe).
+    events : Out(RxEvents)
+        One increment per counter of ``COUNTERS``, each cycle.
     """
 
-    def __init__(self, *, dst_ip=DEFAULT_DST_IP, dst_port=DEFAULT_DST_PORT):
-        self._registers = RegisterBlock(
-            config={"dst_ip": (32, int(ipaddress.IPv4Address(dst_ip))), "dst_port": (16, dst_port)},
-            strobes={"resync": 1},
-            counters=COUNTERS,
-        )
-        self.address_map = self._registers.address_map
+    def __init__(self):
         super().__init__({
             "rx": In(rx_stream()),
             "messages": Out(rx_stream(ItchMessage)),
             "packet_end": Out(rx_stream(PacketEnd)),
-            "csr": In(RegisterBus()),
+            "dst_ip": In(32, init=RX_CONFIG["dst_ip"][1]),
+            "dst_port": In(16, init=RX_CONFIG["dst_port"][1]),
+            "resync": In(1),
+            "events": Out(RxEvents),
         })
 
     def elaborate(self, platform):
@@ -69,7 +79,6 @@ class RxPath(wiring.Component):
         m.submodules.moldudp64_rx = moldudp64_rx = MoldUdp64Rx()
         m.submodules.itch_split = itch_split = ItchSplit()
         m.submodules.itch_decode = itch_decode = ItchDecode()
-        m.submodules.registers = registers = self._registers
 
         wiring.connect(m, wiring.flipped(self.rx), udp_rx.rx)
         wiring.connect(m, udp_rx.payload, moldudp64_rx.payload)
@@ -82,14 +91,61 @@ class RxPath(wiring.Component):
             moldudp64_rx.packet_end.p.eq(itch_split.packet_end.p),
         ]
         wiring.connect(m, itch_split.packet_end, wiring.flipped(self.packet_end))
-        wiring.connect(m, wiring.flipped(self.csr), registers.bus)
-
         m.d.comb += [
-            udp_rx.dst_ip.eq(registers.dst_ip),
-            udp_rx.dst_port.eq(registers.dst_port),
-            moldudp64_rx.resync.eq(registers.resync),
+            udp_rx.dst_ip.eq(self.dst_ip),
+            udp_rx.dst_port.eq(self.dst_port),
+            moldudp64_rx.resync.eq(self.resync),
         ]
         for stage in (udp_rx, moldudp64_rx, itch_split):
             for name, _field in data.Layout.cast(stage.events.shape()):
-                m.d.comb += getattr(registers, name).eq(getattr(stage.events, name))
+                m.d.comb += getattr(self.events, name).eq(getattr(stage.events, name))
+        return m
+
+
+def connect_registers(m, registers, component, names):
+    """Drive ``component``'s configuration inputs from ``registers`` and its events into them.
+
+    ``names`` are the configuration and strobe names the component takes;
+    every field of its ``events`` goes to the counter of the same name.
+    """
+    for name in names:
+        m.d.comb += getattr(component, name).eq(getattr(registers, name))
+    for name, _field in data.Layout.cast(component.events.shape()):
+        m.d.comb += getattr(registers, name).eq(getattr(component.events, name))
+
+
+class RxPath(wiring.Component):
+    """The receive path (``RxStages``) with its register block.
+
+    Interface attributes
+    --------------------
+    rx, messages, packet_end : as in RxStages
+    csr : In(RegisterBus)
+        Configuration (``dst_ip``, ``dst_port``), the ``resync`` strobe, and
+        the counters named in ``COUNTERS``; addresses in ``address_map``.
+    """
+
+    def __init__(self, *, dst_ip=DEFAULT_DST_IP, dst_port=DEFAULT_DST_PORT):
+        self._registers = RegisterBlock(
+            config={"dst_ip": (32, int(ipaddress.IPv4Address(dst_ip))), "dst_port": (16, dst_port)},
+            strobes=RX_STROBES,
+            counters=COUNTERS,
+        )
+        self.address_map = self._registers.address_map
+        super().__init__({
+            "rx": In(rx_stream()),
+            "messages": Out(rx_stream(ItchMessage)),
+            "packet_end": Out(rx_stream(PacketEnd)),
+            "csr": In(RegisterBus()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.stages = stages = RxStages()
+        m.submodules.registers = registers = self._registers
+        wiring.connect(m, wiring.flipped(self.rx), stages.rx)
+        wiring.connect(m, stages.messages, wiring.flipped(self.messages))
+        wiring.connect(m, stages.packet_end, wiring.flipped(self.packet_end))
+        wiring.connect(m, wiring.flipped(self.csr), registers.bus)
+        connect_registers(m, registers, stages, [*RX_CONFIG, *RX_STROBES])
         return m

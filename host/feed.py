@@ -44,6 +44,7 @@ __all__ = [
     "CorruptKind",
     "DEFAULT_INSTRUMENTS",
     "MAX_UDP_PAYLOAD",
+    "SCENARIOS",
     "generate_messages",
     "generate_packets",
     "generate_feed",
@@ -97,6 +98,9 @@ class FeedConfig:
     reorder_probability: float = 0.0
     corrupt_probability: float = 0.0
     corrupt_kinds: tuple[CorruptKind, ...] | None = None  # None: the whole catalogue
+    # "market": order flow over every instrument; "snipe": the first instrument leads, the
+    # second is quoted by a slow market maker whose quotes go stale when the lead moves
+    scenario: str = "market"
 
 
 # --- the market ---------------------------------------------------------------
@@ -271,9 +275,77 @@ class _Market:
         return itch.FramedMessage("I", book.locate, 0, self.tick(), body)
 
 
+class _SnipeMarket(_Market):
+    """The race's market: a lead instrument whose price moves, and a target quoted late.
+
+    Instrument 1 (the lead) has a fast market maker that keeps the best bid
+    and offer one tick either side of the lead's mid, which random-walks with
+    jumps. Instrument 2 (the target, the same asset) has a slow market maker
+    quoting one tick either side of the lead's mid as it last saw it: until
+    it catches up, a lead move leaves its quotes stale, which is what the
+    stale-quote snipe hits. Background order flow (the ordinary mix) rests
+    deeper in both books, and other instruments, if any, trade as usual.
+    """
+
+    LEAD_MOVE = 0.08  # chance per event that the lead's mid moves
+    TARGET_CATCH_UP = 0.12  # chance per event that the target's maker re-quotes
+
+    def __init__(self, config: FeedConfig, rng: random.Random):
+        if len(config.instruments) < 2:
+            raise ValueError("the snipe scenario needs at least two instruments (lead and target)")
+        super().__init__(config, rng)
+        self.lead, self.target = self.books[0], self.books[1]
+        self.target.mid = self.lead.mid
+        self.pending: list[itch.Message] = []
+        self.quotes: dict[int, dict[str, int]] = {self.lead.locate: {}, self.target.locate: {}}
+
+    def _requote(self, book: _Book, mid: int) -> None:
+        """Replace the maker's bid and offer on ``book`` by ones a tick either side of ``mid``."""
+        quotes = self.quotes[book.locate]
+        for side, price in (("B", mid - PRICE_TICK), ("S", mid + PRICE_TICK)):
+            old = quotes.get(side)
+            shares, ref = self._shares(), self._new_ref()
+            if old in book.orders:
+                book.remove(old)
+                self.pending.append(itch.OrderReplace(book.locate, 0, self.tick(), old, ref, shares, price))
+            else:
+                self.pending.append(itch.AddOrder(book.locate, 0, self.tick(), ref, side, shares, book.stock,
+                                                  price))
+            book.add(ref, side, price, shares)
+            quotes[side] = ref
+
+    def event(self) -> itch.Message:
+        rng = self.rng
+        if not self.pending:
+            if rng.random() < self.LEAD_MOVE:
+                jump = rng.choice((1, 1, 1, 2, 3, 5))
+                self.lead.mid = max(10 * PRICE_TICK, self.lead.mid + PRICE_TICK * jump * rng.choice((-1, 1)))
+                self._requote(self.lead, self.lead.mid)
+            elif rng.random() < self.TARGET_CATCH_UP and self.target.mid != self.lead.mid:
+                self.target.mid = self.lead.mid
+                self._requote(self.target, self.target.mid)
+            elif not self.quotes[self.lead.locate]:
+                self._requote(self.lead, self.lead.mid)
+                self._requote(self.target, self.target.mid)
+        if self.pending:
+            return self.pending.pop(0)
+        return super().event()
+
+    def _price(self, book: _Book, side: str) -> int:
+        # Background orders rest at least two ticks from the mid, behind the makers' quotes.
+        distance = PRICE_TICK * (2 + int(self.rng.expovariate(0.5)))
+        return max(PRICE_TICK, book.mid - distance if side == "B" else book.mid + distance)
+
+
+#: Feed scenarios by name.
+SCENARIOS = {"market": _Market, "snipe": _SnipeMarket}
+
+
 def generate_messages(config: FeedConfig) -> Iterator[itch.Message]:
     """The day's messages in order: preamble, `config.messages` of order flow, closing events."""
-    market = _Market(config, random.Random(config.seed))
+    if config.scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {config.scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    market = SCENARIOS[config.scenario](config, random.Random(config.seed))
     yield from market.preamble()
     for _ in range(config.messages):
         yield market.event()
