@@ -140,7 +140,7 @@ def _check_slots(slots):
 
 class TriggerEvents(data.Struct):
     """One strobe per counter the trigger keeps."""
-    fired: 1  # an order request left at ``requests``
+    trigger_fired: 1  # an order request left at ``requests``
 
 
 class _Candidate(data.Struct):
@@ -450,7 +450,7 @@ class Trigger(wiring.Component):
     requests : Out(OrderRequest stream)
         Order requests, registered, at most one per cycle, no backpressure.
     events : Out(TriggerEvents)
-        ``fired`` with every request.
+        ``trigger_fired`` with every request.
     """
 
     def __init__(self, slots=2):
@@ -510,5 +510,5 @@ class Trigger(wiring.Component):
             for kind, strategy in strategies.items():
                 with m.Case(kind):
                     m.d.sync += self.requests.valid.eq(strategy.requests.valid)
-        m.d.comb += self.events.fired.eq(self.requests.valid)
+        m.d.comb += self.events.trigger_fired.eq(self.requests.valid)
         return m

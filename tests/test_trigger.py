@@ -22,7 +22,7 @@ guarantees. Every request the model makes after a step must leave at
 trigger's first step (a sell fired together with a buy one cycle later),
 with the stamp of the state that fired it: the tops' stamp, or for a
 trade-watching threshold the P message's if it came after the last tops
-change. ``events.fired`` must strobe with every request.
+change. ``events.trigger_fired`` must strobe with every request.
 """
 
 from __future__ import annotations
@@ -456,7 +456,7 @@ def expected_requests(run: Run, effects: list[int]) -> list[tuple]:
 
 def run_trigger(run: Run):
     """Drive Trigger with the run; (per-step cycle it reaches step 1, (cycle, request) seen, cycles where
-    ``events.fired`` differs from ``requests.valid``)."""
+    ``events.trigger_fired`` differs from ``requests.valid``)."""
     rng = random.Random(f"trigger-schedule/{run.seed}")
     dut = Trigger(run.slots)
     settings: dict[int, list] = {}
@@ -501,7 +501,7 @@ def run_trigger(run: Run):
         for now in range(end):
             for port, value in settings.get(now, ()):
                 ctx.set(Value.cast(port), value)
-            valid, fired = ctx.get(dut.requests.valid), ctx.get(dut.events.fired)
+            valid, fired = ctx.get(dut.requests.valid), ctx.get(dut.events.trigger_fired)
             if valid != fired:
                 fired_mismatch.append(now)
             if valid:
