@@ -56,12 +56,35 @@ def _file_kind(path):
     return "binaryfile"
 
 
-def _read_frames(path):
+def _read_records(path):
     from .codec.pcap import read_pcap
     path = _existing_file(path)
     if _file_kind(path) != "pcap":
         raise UsageError(f"{path}: not a pcap file")
-    return [RxFrame(record.data) for record in read_pcap(path)]
+    return list(read_pcap(path))
+
+
+def _read_frames(path):
+    return [RxFrame(record.data) for record in _read_records(path)]
+
+
+def _load_strategy(path):
+    from .strategy import StrategyError, load_strategy
+    try:
+        return load_strategy(path)
+    except StrategyError as error:
+        raise UsageError(str(error)) from None
+
+
+def _write_summary(summary, path):
+    """The run's JSON summary to ``path``, or to stdout without one."""
+    text = json.dumps(summary, indent=2) + "\n"
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        with atomic_write(path, "w", encoding="utf-8") as file:
+            file.write(text)
+        print(f"wrote the summary to {path}", file=sys.stderr)
 
 
 def _write_jsonl(path, records):
@@ -91,8 +114,12 @@ def cmd_feed_generate(args):
         seed=args.seed, messages=args.messages, instruments=_instrument_names(args.instruments),
         max_messages_per_packet=args.max_per_packet, gap_probability=args.gaps,
         duplicate_probability=args.duplicates, reorder_probability=args.reorder,
-        corrupt_probability=args.corrupt, end_of_session=not args.no_end_of_session)
-    records = generate_feed(config)
+        corrupt_probability=args.corrupt, end_of_session=not args.no_end_of_session,
+        scenario=args.scenario)
+    try:
+        records = generate_feed(config)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     write_pcap(args.out, records)
     print(f"wrote {len(records)} frames ({args.messages} order-flow messages) to {args.out}", file=sys.stderr)
 
@@ -137,6 +164,56 @@ def cmd_sim_rx(args):
     _write_jsonl(args.out, result.messages)
     print(f"wrote {len(result.messages)} messages to {args.out}", file=sys.stderr)
     _print_counters(result.counters)
+
+
+def _pipeline_setup(args):
+    """The strategy (its instruments found in the feed), the feed's pcap records and frames."""
+    from .pipeline_model import stock_directory
+    from .strategy import StrategyError, resolve_instruments
+    strategy = _load_strategy(args.config)
+    records = _read_records(args.input)
+    frames = [RxFrame(record.data) for record in records]
+    directory = stock_directory(frames)
+    try:
+        resolve_instruments(strategy, directory)
+    except StrategyError as error:
+        raise UsageError(f"{args.config}: {error}") from None
+    return strategy, records, frames, directory
+
+
+def cmd_model_run(args):
+    from .codec.pcap import PcapRecord, write_pcap
+    from .pipeline_device import ModelPipelineDevice, summarize
+    strategy, records, frames, directory = _pipeline_setup(args)
+    device = ModelPipelineDevice(strategy, directory=directory, dst_ip=args.dst_ip, dst_port=args.dst_port)
+    result = device.run(frames, progress=Progress("golden model"))
+    # The model has no clock: each order frame is stamped with the time of the feed frame behind it.
+    orders = [PcapRecord(records[order.source_frame].ts_ns, order.frame) for order in device.model.orders]
+    write_pcap(args.out, orders)
+    print(f"wrote {len(orders)} order frames to {args.out}", file=sys.stderr)
+    _write_summary(summarize(result, strategy), args.summary)
+
+
+def cmd_sim_run(args):
+    from .codec.pcap import PcapRecord, write_pcap
+    from .pipeline_device import (CLOCK_NS, ModelPipelineDevice, actionable_latencies, open_pipeline_device,
+                                  summarize)
+    strategy, _records, frames, directory = _pipeline_setup(args)
+    device = open_pipeline_device(args.simulator, strategy, dst_ip=args.dst_ip, dst_port=args.dst_port)
+    result = device.run(frames, idle_probability=args.idle, seed=args.seed,
+                        progress=Progress(f"simulating on {args.simulator}"))
+    sent = [frame for frame in result.frames if not frame.aborted]
+    write_pcap(args.out, [PcapRecord(round(frame.cycle * CLOCK_NS), frame.data) for frame in sent])
+    print(f"wrote {len(sent)} order frames to {args.out}", file=sys.stderr)
+    # Which message triggered each order comes from the golden model; the cycles from the gateware.
+    golden = ModelPipelineDevice(strategy, directory=directory, dst_ip=args.dst_ip, dst_port=args.dst_port)
+    golden.run(frames)
+    try:
+        latencies = actionable_latencies(frames, result, golden.model.orders)
+    except ValueError as error:
+        print(f"tick2trade: warning: no latency figures: {error}", file=sys.stderr)
+        latencies = []
+    _write_summary(summarize(result, strategy, latencies), args.summary)
 
 
 def cmd_verilog(args):
@@ -206,6 +283,9 @@ def build_parser():
                           help="probability a bad frame from the catalogue is inserted")
     generate.add_argument("--no-end-of-session", action="store_true",
                           help="leave out the closing end-of-session packet")
+    generate.add_argument("--scenario", choices=("market", "snipe"), default="market",
+                          help="market: order flow over every instrument; snipe: a lead instrument and a "
+                               "target whose quotes go stale (the first two instruments) (%(default)s)")
     generate.add_argument("--out", required=True)
     generate.set_defaults(run=cmd_feed_generate)
 
@@ -226,6 +306,28 @@ def build_parser():
     sim_rx.add_argument("--seed", type=int, default=0, help="seed of the idle-cycle pattern")
     add_address_options(sim_rx)
     sim_rx.set_defaults(run=cmd_sim_rx)
+    sim_run = sim_commands.add_parser("run", help="run a feed through the whole pipeline's gateware")
+    sim_run.add_argument("input", help="feed pcap")
+    sim_run.add_argument("--config", required=True, help="strategy file (see examples/strategy.toml)")
+    sim_run.add_argument("--out", required=True,
+                         help="order frames (pcap; timestamps are cycles x 6.4 ns from reset)")
+    sim_run.add_argument("--summary", help="write the JSON summary here instead of stdout")
+    sim_run.add_argument("--simulator", choices=[s for s in SIMULATORS if s != "amaranth"], default="verilator")
+    sim_run.add_argument("--idle", type=_probability, default=0.0,
+                         help="probability of an idle cycle before each beat (%(default)s)")
+    sim_run.add_argument("--seed", type=int, default=0, help="seed of the idle-cycle pattern")
+    add_address_options(sim_run)
+    sim_run.set_defaults(run=cmd_sim_run)
+
+    model = commands.add_parser("model", help="run the golden model of the whole pipeline")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+    model_run = model_commands.add_parser("run", help="the golden model's order frames for a feed")
+    model_run.add_argument("input", help="feed pcap")
+    model_run.add_argument("--config", required=True, help="strategy file (see examples/strategy.toml)")
+    model_run.add_argument("--out", required=True, help="order frames (pcap)")
+    model_run.add_argument("--summary", help="write the JSON summary here instead of stdout")
+    add_address_options(model_run)
+    model_run.set_defaults(run=cmd_model_run)
 
     verilog = commands.add_parser("verilog", help="write the receive path as Verilog")
     verilog.add_argument("--out", default="out/verilog")

@@ -184,9 +184,13 @@ class _Market:
         rng = self.rng
         book = self.books[int(rng.random() * len(self.books))]
         if rng.random() < 0.05:
-            book.mid = max(PRICE_TICK, book.mid + PRICE_TICK * rng.choice((-1, 1)))
+            self._drift(book, PRICE_TICK * rng.choice((-1, 1)))
         kind = self.kinds[bisect.bisect_left(self.cumulative, rng.random())]
         return self.makers[kind](book, kind)
+
+    def _drift(self, book: _Book, step: int) -> None:
+        """The random walk of an instrument's mid."""
+        book.mid = max(PRICE_TICK, book.mid + step)
 
     def _price(self, book: _Book, side: str) -> int:
         distance = PRICE_TICK * (1 + int(self.rng.expovariate(0.4)))
@@ -279,16 +283,20 @@ class _SnipeMarket(_Market):
     """The race's market: a lead instrument whose price moves, and a target quoted late.
 
     Instrument 1 (the lead) has a fast market maker that keeps the best bid
-    and offer one tick either side of the lead's mid, which random-walks with
+    and offer one tick either side of the lead's mid, which moves only by
     jumps. Instrument 2 (the target, the same asset) has a slow market maker
     quoting one tick either side of the lead's mid as it last saw it: until
     it catches up, a lead move leaves its quotes stale, which is what the
     stale-quote snipe hits. Background order flow (the ordinary mix) rests
-    deeper in both books, and other instruments, if any, trade as usual.
+    two to ``BAND`` ticks from the mid in both books, and is cancelled when a
+    move leaves it outside that band, as liquidity providers do; so each side
+    of these books holds a few price levels, which a book with a few tracked
+    levels follows exactly. Other instruments, if any, trade as usual.
     """
 
-    LEAD_MOVE = 0.08  # chance per event that the lead's mid moves
+    LEAD_MOVE = 0.08  # chance per event that the lead's mid jumps
     TARGET_CATCH_UP = 0.12  # chance per event that the target's maker re-quotes
+    BAND = 3  # background orders rest 2..BAND ticks from the mid
 
     def __init__(self, config: FeedConfig, rng: random.Random):
         if len(config.instruments) < 2:
@@ -300,7 +308,8 @@ class _SnipeMarket(_Market):
         self.quotes: dict[int, dict[str, int]] = {self.lead.locate: {}, self.target.locate: {}}
 
     def _requote(self, book: _Book, mid: int) -> None:
-        """Replace the maker's bid and offer on ``book`` by ones a tick either side of ``mid``."""
+        """Move ``book`` to ``mid``: the maker's quotes a tick either side, background outside the band gone."""
+        book.mid = mid
         quotes = self.quotes[book.locate]
         for side, price in (("B", mid - PRICE_TICK), ("S", mid + PRICE_TICK)):
             old = quotes.get(side)
@@ -313,17 +322,20 @@ class _SnipeMarket(_Market):
                                                   price))
             book.add(ref, side, price, shares)
             quotes[side] = ref
+        low, high = mid - self.BAND * PRICE_TICK, mid + self.BAND * PRICE_TICK
+        for ref in [ref for ref in book.refs if ref not in quotes.values()]:
+            side, price, _shares = book.orders[ref]
+            if not (low <= price < mid if side == "B" else mid < price <= high):
+                self.pending.append(self._delete_ref(book, ref))
 
     def event(self) -> itch.Message:
         rng = self.rng
         if not self.pending:
             if rng.random() < self.LEAD_MOVE:
                 jump = rng.choice((1, 1, 1, 2, 3, 5))
-                self.lead.mid = max(10 * PRICE_TICK, self.lead.mid + PRICE_TICK * jump * rng.choice((-1, 1)))
-                self._requote(self.lead, self.lead.mid)
+                self._requote(self.lead, max(10 * PRICE_TICK, self.lead.mid + PRICE_TICK * jump * rng.choice((-1, 1))))
             elif rng.random() < self.TARGET_CATCH_UP and self.target.mid != self.lead.mid:
-                self.target.mid = self.lead.mid
-                self._requote(self.target, self.target.mid)
+                self._requote(self.target, self.lead.mid)
             elif not self.quotes[self.lead.locate]:
                 self._requote(self.lead, self.lead.mid)
                 self._requote(self.target, self.target.mid)
@@ -331,9 +343,12 @@ class _SnipeMarket(_Market):
             return self.pending.pop(0)
         return super().event()
 
+    def _drift(self, book: _Book, step: int) -> None:
+        if book not in (self.lead, self.target):  # the pair's mids move only as above
+            super()._drift(book, step)
+
     def _price(self, book: _Book, side: str) -> int:
-        # Background orders rest at least two ticks from the mid, behind the makers' quotes.
-        distance = PRICE_TICK * (2 + int(self.rng.expovariate(0.5)))
+        distance = PRICE_TICK * self.rng.randint(2, self.BAND)
         return max(PRICE_TICK, book.mid - distance if side == "B" else book.mid + distance)
 
 

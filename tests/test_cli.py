@@ -1,13 +1,16 @@
 """The ``tick2trade`` command line: the issue's exact commands, and one clean line for bad input."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
 from tick2trade.host.cli import main
-from tick2trade.host.codec import itch
+from tick2trade.host.codec import itch, ouch
+from tick2trade.host.codec.net import parse_tcp_frame
+from tick2trade.host.codec.pcap import read_pcap
 from tick2trade.host.codec.binaryfile import write_binaryfile
 from tick2trade.host.feed import FeedConfig, generate_messages
 
@@ -102,3 +105,51 @@ def test_bad_option_exits_non_zero_without_traceback(tmp_path, args):
     status, _out, err = run_cli(*args)
     assert status == 2 and "Traceback" not in err
     assert "error:" in err
+
+
+# --- the whole pipeline: model run, sim run -----------------------------------------------
+
+EXAMPLE_STRATEGY = pathlib.Path(__file__).resolve().parents[1] / "examples" / "strategy.toml"
+
+
+@pytest.fixture(scope="module")
+def snipe_feed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("snipe") / "feed.pcap"
+    assert main(["feed", "generate", "--scenario", "snipe", "--seed", "1", "--messages", "3000",
+                 "--out", str(path)]) == 0
+    return path
+
+
+def test_model_run_writes_orders_and_a_summary(snipe_feed, tmp_path, capsys):
+    orders, summary_path = tmp_path / "golden_orders.pcap", tmp_path / "summary.json"
+    assert main(["model", "run", str(snipe_feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(orders),
+                 "--summary", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    frames = list(read_pcap(orders))
+    assert summary["orders"] == len(frames) > 0
+    assert set(summary["rejections"]) == {"kill", "max_qty", "max_notional", "collar", "position",
+                                          "outstanding", "rate", "busy"}
+    assert summary["book"]["instruments"]["lead"] == {"locate": 1, "symbol": "LEAD", "unreliable": False}
+    for record in frames:  # every frame an OUCH Enter Order for the target, in TCP to the template's port
+        _eth, _ip, tcp, payload = parse_tcp_frame(record.data)
+        order = ouch.decode_inbound(payload[3:])
+        assert tcp.dst_port == 15000 and order.stock == "TGT" and order.time_in_force == 0
+    # Without --summary the summary goes to stdout.
+    capsys.readouterr()
+    assert main(["model", "run", str(snipe_feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(orders)]) == 0
+    assert json.loads(capsys.readouterr().out) == summary
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text.replace("max_qty = 500", "max_qty = -3"), "risk.max_qty: must be an integer"),
+    (lambda text: text.replace('lead = "LEAD"', 'lead = "NOPE"'), "instruments.lead: symbol 'NOPE' is not in"),
+    (lambda text: text + "\n[extra]\n", "extra: unknown field"),
+])
+def test_bad_strategy_gives_one_line_and_writes_nothing(snipe_feed, tmp_path, edit, message):
+    config = tmp_path / "strategy.toml"
+    config.write_text(edit(EXAMPLE_STRATEGY.read_text()))
+    out = tmp_path / "orders.pcap"
+    status, stdout, stderr = run_cli("model", "run", snipe_feed, "--config", config, "--out", out)
+    assert status == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and message in stderr and "Traceback" not in stderr
+    assert not out.exists()
