@@ -6,31 +6,38 @@ through a fixed pipeline, so that ``tops`` shows the messages in order, each
 whole:
 
 - cycle 0 (the message at ``messages``): the slot is found from the locate,
-  the message type decoded, and the bucket of the order reference (XOR of
-  its slices) goes straight to the table's read port.
-- cycle 1: the block RAM delivers the bucket; it goes into a register with
-  no logic in front (an ECP5 DP16KD without output register has a clock to
-  output delay of about 6 ns, so nothing else fits after it). A replace reads
-  the bucket of its new reference in this cycle. Writes of the last two
-  cycles that the read missed are noted for forwarding.
-- cycle 2: hit, collision or unknown reference; the table write of the
-  message is decided (and made in cycle 3); the side concerned compares the
-  price with its levels and decides the update (`SideLevels`).
-- cycle 3: the levels are updated, and with them ``tops``, ``tops_stamp``,
-  the unreliable flags and ``events`` (seen in cycle 4).
+  the message type decoded, and the buckets of the order reference and of a
+  replace's new reference (XOR of their slices) go straight to the table's
+  two read ports (Yosys gives the second read port a copy of the block RAM,
+  only as wide as what is used of it, the ``used`` bit: 32 DP16KD in all).
+- cycle 1: the block RAM delivers both buckets, each into a register with
+  nothing in front: the DP16KD's output register (``REGMODE`` ``OUTREG``)
+  would do, but Yosys (``memory_libmap`` with ``brams_16kd.txt``) does not
+  absorb it and always maps ``NOREG``, whose clock to output delay alone is
+  5.8 ns on speed grade 6, so this register is in the fabric (measured: the
+  worst path of the stage, about 10 ns). The table writes the reads missed
+  (made in cycles 0 to 2) are picked for forwarding, from registers.
+- cycle 2: hit, collision or unknown reference; the table writes of the
+  message are decided (made in cycle 3, and for a replace's new order in
+  cycle 4); the level request (an add, or a take off the order's level) goes
+  to its side (`SideLevels`), which compares its price with the levels.
+- cycle 3: the side decides the update (where the order goes, which level
+  loses it); the add of a replace goes to the side.
+- cycle 4: the levels are updated, and with them ``tops``, ``tops_stamp``,
+  the unreliable flags and ``events`` (seen in cycle 5: ``BOOK_LATENCY``).
 
-A replace removes its original in cycle 3 and adds the new order in cycle 4
-(its new bucket read in cycle 1 is checked in cycle 3, and the new order's
-place is found against the levels as the removal leaves them); ``tops`` is
-held in cycle 3 so that it shows the replace whole, in cycle 5.
+A replace's add is decided in cycle 4 against the levels its take leaves,
+and applied in cycle 5; ``tops`` is held in cycle 4 so that it shows the
+replace whole, in cycle 6 (``REPLACE_LATENCY``).
 
 Book messages (tracked A F E C X D U) are at least two cycles apart at
-``messages`` and a replace at least four before the next (docs/pipeline.md),
-which this relies on: the table read of a message sees every earlier write
-but those of the last two cycles, which are forwarded, and a side never has
-two updates in flight, except the add of a replace right after its removal,
-which `SideLevels` allows for. Other messages may come in any cycle; they
-only update ``tops_stamp`` (and mark the book on a gap).
+``messages`` (docs/pipeline.md), whatever their types, and this is all the
+stage relies on: the table read of a message misses at most the writes of
+the two messages before it, which are forwarded, a side takes a request in
+every cycle (a replace's two halves, then the next message's request), and
+the write port one write per cycle (a replace's two, then the next
+message's). Other messages may come in any cycle; they only update
+``tops_stamp`` (and mark the book on a gap).
 
 Inputs in the same cycle take effect in this order: ``clear``, then
 ``packet_end``, then the message (which belongs to the next packet). A
@@ -51,13 +58,15 @@ from .order_types import PRICE_WIDTH, SHARES_WIDTH, Quote, Side, Stamp, book_top
 from .stream import rx_stream
 
 __all__ = ["OrderBook", "SideLevels", "BookEvents", "LevelRequest", "order_entry", "order_index",
-           "BOOK_LATENCY", "REPLACE_LATENCY", "ORDERS_WIDTH", "BEYOND_WIDTH"]
+           "BOOK_LATENCY", "REPLACE_LATENCY", "LEVELS_LATENCY", "ORDERS_WIDTH", "BEYOND_WIDTH"]
 
 #: Cycles from a message at ``messages`` to ``tops``, ``tops_stamp`` and ``events`` showing it
 #: (also for ``packet_end`` and ``clear``).
-BOOK_LATENCY = 4
-#: The same for a replace (U) of a tracked instrument: its removal and its add take a cycle each.
+BOOK_LATENCY = 5
+#: The same for a replace (U) of a tracked instrument: its add is decided after its take.
 REPLACE_LATENCY = BOOK_LATENCY + 1
+#: Cycles from a request at `SideLevels` to its ``quote`` showing it.
+LEVELS_LATENCY = 3
 #: Width of a level's ``orders`` (wraps).
 ORDERS_WIDTH = 16
 #: Width of a side's ``beyond`` (wraps).
@@ -83,18 +92,17 @@ class LevelRequest(data.Struct):
     valid : 1 bit
         The change is for this side.
     add : 1 bit
-        Add an order of ``price`` and ``shares_delta`` shares; else take
-        ``-shares_delta`` shares off the level of ``price``.
+        Add an order of ``price`` and ``shares`` shares; else take ``shares``
+        shares off the level of ``price``.
     price : 32 bits
-    shares_delta : 32 bits
-        Added to the level's shares (wraps): the new order's shares, or minus the shares taken.
+    shares : 32 bits
     leaves : 1 bit
         A take: the order leaves its level (its ``orders`` goes down by one).
     """
     valid: 1
     add: 1
     price: PRICE_WIDTH
-    shares_delta: SHARES_WIDTH
+    shares: SHARES_WIDTH
     leaves: 1
 
 
@@ -143,6 +151,26 @@ def _any(bits):
     return functools.reduce(operator.or_, bits, Const(0))
 
 
+def _sum_equals(a, b, constant):
+    """Whether ``a + b == constant`` (modulo 2**len(a)), without a carry chain.
+
+    If the sum is ``constant``, the carry into each bit is known from the bits
+    below: bit i of ``a ^ b ^ constant`` must equal the carry out of bit i - 1,
+    ``a & b | (a ^ b) & ~constant`` (one LUT per bit, then an AND tree).
+    """
+    width = len(a)
+    c = Const(constant & ((1 << width) - 1), width)
+    carries = (a & b) | ((a ^ b) & ~c)
+    return (a ^ b ^ c) == Cat(Const(0, 1), carries[:width - 1])
+
+
+#: The values of a level's ``orders`` whose test step 1 registers: enough to know, after one
+#: more change of at most one order, whether it is 0 or 1.
+_ORDERS_TESTED = (-1, 0, 1, 2)
+#: The same for ``beyond`` (a change of at most one order, or a level pushed out).
+_BEYOND_TESTED = (-1, 0, 1)
+
+
 class SideLevels(wiring.Component):
     """The known price levels of one side of one instrument, and its best level as a ``Quote``.
 
@@ -150,14 +178,21 @@ class SideLevels(wiring.Component):
     them known, and ``beyond`` (orders worse than the last known level), by
     the rules of docs/pipeline.md "Price levels and the best bid and offer".
 
-    Two cycles per change: in the cycle ``request`` is valid, the price is
-    compared with every level at once and the change decided (where the
-    order goes or which level loses it); in the next, the levels are
-    updated (``shares`` and ``orders`` adders beside the shifts), and
-    ``quote`` loads the best level of the new state unless ``show`` is low.
-    A request normally comes at least two cycles after the one before; an add
-    may come in the cycle after a take (the two halves of a replace), and is
-    then placed against the levels as the take leaves them.
+    Takes a request in every cycle, each in three steps (``LEVELS_LATENCY``):
+
+    1. the cycle ``request`` is valid: its price is compared with every level
+       of the state the update in flight leaves (the one of step 3 now), and
+       with the price of the request in step 2 (which may insert a level);
+       the tests of ``orders`` and ``beyond`` that step 2 needs are made on
+       that state too, as constant compares of the registers the update
+       selects (no adders). All registered: no carry chain in step 2.
+    2. the comparisons are brought up to the state the update decided in
+       step 2 of the cycle before leaves (shifted as its levels shift, the
+       inserted level's from the comparison with its price), and the update
+       is decided: where the order goes, or which level loses it.
+    3. the levels are updated (``shares`` and ``orders`` adders beside the
+       shifts), and ``quote`` loads the best level of the new state unless
+       ``show`` is low.
 
     Interface attributes
     --------------------
@@ -168,8 +203,8 @@ class SideLevels(wiring.Component):
         Registered: valid when a level is known (level 0's price and shares,
         else 0), unknown when none is but ``beyond`` is not 0.
     mismatch : Out(1)
-        In the cycle of a take: its price is in no known level and
-        ``beyond`` is 0 (the book disagrees with the order table).
+        In step 2 of a take: its price is in no known level and ``beyond``
+        is 0 (the book disagrees with the order table).
     """
 
     def __init__(self, *, side, levels):
@@ -190,7 +225,6 @@ class SideLevels(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._levels
-        request = self.request
 
         price = Signal(data.ArrayLayout(PRICE_WIDTH, n))
         shares = Signal(data.ArrayLayout(SHARES_WIDTH, n))
@@ -198,67 +232,19 @@ class SideLevels(wiring.Component):
         count = Signal(range(n + 1))
         beyond = Signal(BEYOND_WIDTH)
 
-        # The update decided in the request's cycle, applied in the next (all zero: no change).
-        # Per level: the new order goes here / the level above moves down here / the level below
-        # moves up here / the level's shares and orders change by the deltas.
+        # The update decided in step 2, applied in step 3 (all zero: no change). Per level: the
+        # new order goes here / the level above moves down here / the level below moves up here /
+        # the level's shares and orders change.
         update = Signal(data.StructLayout({
             "insert_here": n, "shift_down": n, "shift_up": n, "modify": n,
-            "price": PRICE_WIDTH, "shares_delta": SHARES_WIDTH, "orders_delta": ORDERS_WIDTH,
-            "count_up": 1, "count_down": 1, "push_out": 1, "beyond_delta": BEYOND_WIDTH,
-            "from_beyond": 1,  # a take: an order counted in beyond leaves
+            "add": 1, "leaves": 1, "price": PRICE_WIDTH, "shares_delta": SHARES_WIDTH,
+            "count_up": 1, "count_down": 1,
+            "push_out": 1,     # the last level is pushed out: its orders go to beyond
+            "beyond_up": 1,    # an order goes to beyond
+            "beyond_down": 1,  # an order counted in beyond leaves
         }))
 
-        # --- request cycle: compare and decide ---
-        known = [count > i for i in range(n)]
-        equal = [known[i] & (price[i] == request.price) for i in range(n)]
-        better = [known[i] & self._better(request.price, price[i]) for i in range(n)]
-        beyond_zero = beyond == 0
-
-        # An add right after a take sees the levels as the take (being applied now) leaves them.
-        def after_take(flags):
-            return [Mux(update.shift_up[i], flags[i + 1] if i + 1 < n else 0, flags[i]) for i in range(n)]
-
-        add_known, add_equal, add_better = after_take(known), after_take(equal), after_take(better)
-        add_full = (count == n) & ~update.count_down
-        add_beyond_zero = beyond_zero | ((beyond == 1) & update.from_beyond)
-        add_at_known = _any(add_equal)
-        # Where the order may go: before a worse level, or after the last known one while
-        # nothing is beyond; `placed_by[i]`: at level i or before (a thermometer code).
-        fits = [add_better[i] | (~add_known[i] & add_beyond_zero) for i in range(n)]
-        placed_by = [_any(fits[:i + 1]) for i in range(n)]
-        placed = ~add_at_known & placed_by[-1]
-
-        take_found = _any(equal)
-        level_empties = [equal[i] & (orders[i] == request.leaves) for i in range(n)]
-        removing = _any(level_empties)
-        at_or_after = [_any(equal[:i + 1]) for i in range(n)]
-
-        decided = Signal.like(update)
-        with m.If(request.valid & request.add):
-            m.d.comb += [
-                decided.insert_here.eq(Cat(~add_at_known & placed_by[i] & (~placed_by[i - 1] if i else 1)
-                                           for i in range(n))),
-                decided.shift_down.eq(Cat(0, *[~add_at_known & placed_by[i - 1] for i in range(1, n)])),
-                decided.modify.eq(Cat(add_equal)),
-                decided.orders_delta.eq(1),
-                decided.count_up.eq(placed & ~add_full),
-                decided.push_out.eq(placed & add_full),
-                decided.beyond_delta.eq(~add_at_known & ~placed_by[-1]),
-            ]
-        with m.Elif(request.valid):
-            m.d.comb += [
-                decided.shift_up.eq(Cat(removing & at_or_after[i] for i in range(n))),
-                decided.modify.eq(Cat(equal[i] & ~removing for i in range(n))),
-                decided.orders_delta.eq(-request.leaves),
-                decided.count_down.eq(removing),
-                decided.from_beyond.eq(~take_found & ~beyond_zero & request.leaves),
-                decided.beyond_delta.eq(Mux(~take_found & ~beyond_zero & request.leaves, -1, 0)),
-                self.mismatch.eq(~take_found & beyond_zero),
-            ]
-        m.d.comb += [decided.price.eq(request.price), decided.shares_delta.eq(request.shares_delta)]
-        m.d.sync += update.eq(decided)
-
-        # --- next cycle: apply ---
+        # --- step 3: apply the update; the state it leaves is next_* ---
         def apply(target, source, new, changed):
             """Level i of the new state: the new order, a neighbour moved in, changed, or kept."""
             for i in range(n):
@@ -273,17 +259,20 @@ class SideLevels(wiring.Component):
                 with m.Else():
                     m.d.comb += target[i].eq(source[i])
 
+        orders_mask = (1 << ORDERS_WIDTH) - 1
+        orders_delta = Mux(update.add, 1, Mux(update.leaves, orders_mask, 0))
         next_price = Signal.like(price)
         next_shares = Signal.like(shares)
         next_orders = Signal.like(orders)
         apply(next_price, price, update.price, lambda level: level)
         apply(next_shares, shares, update.shares_delta, lambda level: level + update.shares_delta)
-        apply(next_orders, orders, 1, lambda level: level + update.orders_delta)
+        apply(next_orders, orders, 1, lambda level: level + orders_delta)
         next_count = Signal.like(count)
         next_beyond = Signal.like(beyond)
+        beyond_delta = Mux(update.beyond_up, 1, Mux(update.beyond_down, (1 << BEYOND_WIDTH) - 1, 0))
         m.d.comb += [
             next_count.eq(count + update.count_up - update.count_down),
-            next_beyond.eq(beyond + Mux(update.push_out, orders[n - 1], update.beyond_delta)),
+            next_beyond.eq(beyond + Mux(update.push_out, orders[n - 1], beyond_delta)),
         ]
         m.d.sync += [price.eq(next_price), shares.eq(next_shares), orders.eq(next_orders),
                      count.eq(next_count), beyond.eq(next_beyond)]
@@ -294,6 +283,111 @@ class SideLevels(wiring.Component):
                 self.quote.price.eq(next_price[0]),
                 self.quote.shares.eq(next_shares[0]),
             ]
+
+        # --- step 1: compare with the state after the update in flight ---
+        # The prices are compared with next_price (a multiplexer, then the carry chain); orders
+        # and beyond are tested as the registers the update selects, without its adders.
+        staged = Signal(LevelRequest)  # the request in step 2
+        seen = Signal(data.StructLayout({
+            "equal": n, "better": n,              # the price against each level
+            "equal_staged": 1, "better_staged": 1,  # against the price of the request in step 2
+            "orders_is": data.ArrayLayout(n, len(_ORDERS_TESTED)),
+            "beyond_is": len(_BEYOND_TESTED),
+        }))
+        price_in = self.request.price
+        m.d.sync += [
+            staged.eq(self.request),
+            seen.equal.eq(Cat(next_price[i] == price_in for i in range(n))),
+            seen.better.eq(Cat(self._better(price_in, next_price[i]) for i in range(n))),
+            seen.equal_staged.eq(staged.price == price_in),
+            seen.better_staged.eq(self._better(price_in, staged.price)),
+        ]
+
+        def orders_is(i, value):
+            return orders[i] == (value & orders_mask) if 0 <= i < n else Const(value == 0)
+
+        for j, value in enumerate(_ORDERS_TESTED):
+            for i in range(n):
+                modified = Mux(update.add, orders_is(i, value - 1),
+                               Mux(update.leaves, orders_is(i, value + 1), orders_is(i, value)))
+                m.d.sync += seen.orders_is[j][i].eq(
+                    Mux(update.insert_here[i], value == 1,
+                        Mux(update.shift_down[i], orders_is(i - 1, value),
+                            Mux(update.shift_up[i], orders_is(i + 1, value),
+                                Mux(update.modify[i], modified, orders_is(i, value))))))
+
+        def beyond_is(value):
+            return beyond == (value & (1 << BEYOND_WIDTH) - 1)
+
+        for j, value in enumerate(_BEYOND_TESTED):
+            m.d.sync += seen.beyond_is[j].eq(
+                Mux(update.push_out, _sum_equals(beyond, orders[n - 1], value),
+                    Mux(update.beyond_up, beyond_is(value - 1),
+                        Mux(update.beyond_down, beyond_is(value + 1), beyond_is(value)))))
+
+        # --- step 2: the comparisons as the update in flight leaves the levels; decide ---
+        def after_update(flags, inserted):
+            return [Mux(update.insert_here[i], inserted,
+                        Mux(update.shift_down[i], flags[i - 1] if i else 0,
+                            Mux(update.shift_up[i], flags[i + 1] if i + 1 < n else 0, flags[i])))
+                    for i in range(n)]
+
+        def orders_after(value):
+            """Per level: its orders equal ``value`` (0 or 1) after the update in flight."""
+            def tested(v):
+                return seen.orders_is[_ORDERS_TESTED.index(v)]
+            modified = Mux(update.add, tested(value - 1), Mux(update.leaves, tested(value + 1), tested(value)))
+            flags = [Mux(update.modify[i], modified[i], tested(value)[i]) for i in range(n)]
+            return after_update(flags, Const(value == 1))
+
+        def beyond_was(value):
+            return seen.beyond_is[_BEYOND_TESTED.index(value)]
+
+        known = [next_count > i for i in range(n)]
+        full = next_count == n
+        equal = [known[i] & flag for i, flag in enumerate(after_update(seen.equal, seen.equal_staged))]
+        better = [known[i] & flag for i, flag in enumerate(after_update(seen.better, seen.better_staged))]
+        # (a level pushed out adds its orders to beyond: both are in the registers now)
+        beyond_zero = Mux(update.push_out, _sum_equals(beyond, orders[n - 1], 0),
+                          Mux(update.beyond_up, beyond_was(-1), Mux(update.beyond_down, beyond_was(1), beyond_was(0))))
+        orders_one, orders_zero = orders_after(1), orders_after(0)
+
+        at_known = _any(equal)
+        # Where an added order may go: before a worse level, or after the last known one while
+        # nothing is beyond; `placed_by[i]`: at level i or before (a thermometer code).
+        fits = [better[i] | (~known[i] & beyond_zero) for i in range(n)]
+        placed_by = [_any(fits[:i + 1]) for i in range(n)]
+        placed = ~at_known & placed_by[-1]
+
+        level_empties = [equal[i] & Mux(staged.leaves, orders_one[i], orders_zero[i]) for i in range(n)]
+        removing = _any(level_empties)
+        at_or_after = [_any(equal[:i + 1]) for i in range(n)]
+        from_beyond = ~at_known & ~beyond_zero & staged.leaves
+
+        decided = Signal.like(update)
+        with m.If(staged.valid & staged.add):
+            m.d.comb += [
+                decided.insert_here.eq(Cat(~at_known & placed_by[i] & (~placed_by[i - 1] if i else 1)
+                                           for i in range(n))),
+                decided.shift_down.eq(Cat(0, *[~at_known & placed_by[i - 1] for i in range(1, n)])),
+                decided.modify.eq(Cat(equal)),
+                decided.count_up.eq(placed & ~full),
+                decided.push_out.eq(placed & full),
+                decided.beyond_up.eq(~at_known & ~placed_by[-1]),
+            ]
+        with m.Elif(staged.valid):
+            m.d.comb += [
+                decided.shift_up.eq(Cat(removing & at_or_after[i] for i in range(n))),
+                decided.modify.eq(Cat(equal[i] & ~removing for i in range(n))),
+                decided.count_down.eq(removing),
+                decided.beyond_down.eq(from_beyond),
+                self.mismatch.eq(~at_known & beyond_zero),
+            ]
+        m.d.comb += [
+            decided.add.eq(staged.add), decided.leaves.eq(staged.leaves), decided.price.eq(staged.price),
+            decided.shares_delta.eq(Mux(staged.add, staged.shares, -staged.shares)),
+        ]
+        m.d.sync += update.eq(decided)
         return m
 
 
@@ -347,14 +441,15 @@ class OrderBook(wiring.Component):
         all_slots = (1 << slots) - 1
 
         m.submodules.table = table = memory.Memory(shape=entry_layout, depth=capacity, init=[])
-        read = table.read_port()
+        read_original = table.read_port()  # the order reference's bucket
+        read_new = table.read_port()       # a replace's new reference's bucket
         write = table.write_port()
         sides = [[SideLevels(side=side, levels=self._levels) for side in Side] for _ in range(slots)]
         for slot in range(slots):
             for side in Side:
                 m.submodules[f"slot{slot}_{side.name.lower()}"] = sides[slot][side.value]
 
-        # --- cycle 0: decode the message, read its bucket ---
+        # --- cycle 0: decode the message, read its buckets ---
         message = self.messages.p
         arriving = self.messages.valid
         slot_hits = [(self.locates[i] == message.locate) & (message.locate != 0) for i in range(slots)]
@@ -375,6 +470,8 @@ class OrderBook(wiring.Component):
         })
         s1 = Signal(command_layout)  # the message in cycle 1 (op NONE unless a book message)
         s2 = Signal(command_layout)  # in cycle 2
+        m.d.comb += [read_original.addr.eq(order_index(message.order_ref, capacity)),
+                     read_new.addr.eq(order_index(message.new_order_ref, capacity))]
         m.d.sync += [
             s1.op.eq(Mux(is_book, book_op, _BookOp.NONE)),
             s1.slot.eq(slot),
@@ -383,12 +480,10 @@ class OrderBook(wiring.Component):
             s1.new_order_ref.eq(message.new_order_ref),
             s1.price.eq(message.price),
             s1.shares.eq(message.shares),
-            s1.index.eq(order_index(message.order_ref, capacity)),
-            s1.new_index.eq(order_index(message.new_order_ref, capacity)),
+            s1.index.eq(read_original.addr),
+            s1.new_index.eq(read_new.addr),
             s2.eq(s1),
         ]
-        read_replaced = s1.op == _BookOp.REPLACE  # cycle 1 of a replace: read the new bucket
-        m.d.comb += read.addr.eq(Mux(read_replaced, s1.new_index, order_index(message.order_ref, capacity)))
 
         # Packet tracking (cycle 0): the slots the current packet touched, whether it had a gap.
         touched = Signal(slots)
@@ -414,90 +509,106 @@ class OrderBook(wiring.Component):
             effect.bad_packet.eq(bad_end & touched.any()),
             effect.clear.eq(self.clear),
         ]
-        # What reaches cycle 3 with the message (packet end and clear alike).
+        # What reaches the last cycle with the message (packet end and clear alike).
         delayed = effect
         for stage in range(BOOK_LATENCY - 1):
             registered = Signal(effect_layout, name=f"effect_{stage + 1}")
             m.d.sync += registered.eq(delayed)
             delayed = registered
 
-        # --- cycle 1: the bucket into a register; forwarding of the writes the read missed ---
-        fetched = Signal(entry_layout)
-        m.d.sync += fetched.eq(read.data)
+        # --- cycle 1: the buckets into registers; the writes the reads missed ---
+        # Writes are made one cycle after they are decided: `table_write` now, `last_write` in
+        # the cycle before, `pending_write` (a replace's new order) in the next. A read in cycle
+        # 0 misses those of cycles 0 to 2: at most the two messages before, as the stage allows.
         write_layout = data.StructLayout({"en": 1, "addr": index_width, "data": entry_layout})
-        table_write = Signal(write_layout)   # made in this cycle
-        last_write = Signal(write_layout)    # made in the cycle before
+        table_write = Signal(write_layout)
+        last_write = Signal(write_layout)
+        pending_write = Signal(write_layout)
         m.d.comb += [write.addr.eq(table_write.addr), write.data.eq(table_write.data),
                      write.en.eq(table_write.en)]
         m.d.sync += last_write.eq(table_write)
-        read_addr = Signal(index_width)  # of the read whose data is in cycle 1
-        m.d.sync += read_addr.eq(read.addr)
-        forward = Signal(data.StructLayout({"valid": 1, "data": entry_layout}))
-        write_now = table_write.en & (table_write.addr == read_addr)
-        write_before = last_write.en & (last_write.addr == read_addr)
-        m.d.sync += [forward.valid.eq(write_now | write_before),
-                     forward.data.eq(Mux(write_now, table_write.data, last_write.data))]
+        forward_layout = data.StructLayout({"valid": 1, "data": entry_layout})
 
-        # --- cycle 2 (and cycle 3 of a replace): the table, and the level request ---
-        entry = Signal(entry_layout)
-        m.d.comb += entry.eq(Mux(forward.valid, forward.data, fetched))
+        def fetch(read_port, index, name):
+            """The bucket read in cycle 0, in cycle 2: from the table, or the newest write it missed."""
+            fetched = Signal(entry_layout, name=f"{name}_fetched")
+            m.d.sync += fetched.eq(read_port.data)  # nothing in between: the block RAM's output register
+            forward = Signal(forward_layout, name=f"{name}_forward")
+            with m.If(pending_write.en & (pending_write.addr == index)):
+                m.d.sync += [forward.valid.eq(1), forward.data.eq(pending_write.data)]
+            with m.Elif(table_write.en & (table_write.addr == index)):
+                m.d.sync += [forward.valid.eq(1), forward.data.eq(table_write.data)]
+            with m.Elif(last_write.en & (last_write.addr == index)):
+                m.d.sync += [forward.valid.eq(1), forward.data.eq(last_write.data)]
+            with m.Else():
+                m.d.sync += forward.valid.eq(0)
+            entry = Signal(entry_layout, name=name)
+            m.d.comb += entry.eq(Mux(forward.valid, forward.data, fetched))
+            return entry
+
+        entry = fetch(read_original, s1.index, "entry")
+        new_entry = fetch(read_new, s1.new_index, "new_entry")
+
+        # --- cycle 2: hit, collision or unknown reference; the writes; the level request ---
         hit = entry.used & (entry.order_ref == s2.order_ref) & (entry.slot == s2.slot)
-        # The add half of a replace whose original hit, due in cycle 3.
-        replace_add = Signal(data.StructLayout({
-            "valid": 1, "slot": range(slots), "side": Side, "order_ref": 64, "price": PRICE_WIDTH,
-            "shares": SHARES_WIDTH, "index": index_width, "same_bucket": 1,
-        }))
+        leaves = Signal()  # the order leaves the book (all its remaining shares are taken)
+        taken = Signal(SHARES_WIDTH)
+        m.d.comb += [leaves.eq((s2.op != _BookOp.EXECUTE) | (s2.shares >= entry.shares)),
+                     taken.eq(Mux(leaves, entry.shares, s2.shares))]
         request = Signal(LevelRequest)
         request_slot = Signal(range(slots))
         request_side = Signal(Side)
         next_write = Signal(write_layout)
         collision = Signal()
         unknown_ref = Signal()
-        m.d.sync += replace_add.valid.eq(0)
+        # The add half of a replace whose original hit and whose new bucket is free, for cycle 3.
+        replace_add = Signal(data.StructLayout({"valid": 1, "slot": range(slots), "side": Side, "shares": SHARES_WIDTH}))
+        m.d.sync += [replace_add.eq(0), pending_write.eq(0)]
+        # The price of the request goes to every comparator of every side: chosen between registers
+        # by a register (the order's, or the message's price for an add: a replace's add comes in
+        # the cycle after it, when no other book message is in cycle 1).
+        take_price = Signal()
+        add_price = Signal(PRICE_WIDTH)
+        m.d.sync += [take_price.eq((s1.op != _BookOp.NONE) & (s1.op != _BookOp.ADD)),
+                     add_price.eq(Mux(s1.op == _BookOp.ADD, s1.price, s2.price))]
+        m.d.comb += request.price.eq(Mux(take_price, entry.price, add_price))
 
-        taken = Signal(SHARES_WIDTH)  # remaining shares, or the executed ones if fewer
-        leaves = Signal()
-        m.d.comb += leaves.eq((s2.op != _BookOp.EXECUTE) | (s2.shares >= entry.shares))
-        m.d.comb += taken.eq(Mux(leaves, entry.shares, s2.shares))
+        def write_order(target, slot, side, order_ref, price, shares):
+            return [target.data.used.eq(1), target.data.order_ref.eq(order_ref), target.data.slot.eq(slot),
+                    target.data.side.eq(side), target.data.price.eq(price), target.data.shares.eq(shares)]
+
         with m.If(replace_add.valid):
-            # The new bucket (read in cycle 1) is free if it is the original's, freed now.
-            new_free = ~entry.used | replace_add.same_bucket
-            m.d.comb += [
-                collision.eq(~new_free),
-                request.valid.eq(new_free), request.add.eq(1), request.price.eq(replace_add.price),
-                request.shares_delta.eq(replace_add.shares),
-                request_slot.eq(replace_add.slot), request_side.eq(replace_add.side),
-                next_write.en.eq(new_free), next_write.addr.eq(replace_add.index),
-                next_write.data.used.eq(1), next_write.data.order_ref.eq(replace_add.order_ref),
-                next_write.data.slot.eq(replace_add.slot), next_write.data.side.eq(replace_add.side),
-                next_write.data.price.eq(replace_add.price), next_write.data.shares.eq(replace_add.shares),
-            ]
+            m.d.comb += [request.valid.eq(1), request.add.eq(1), request.shares.eq(replace_add.shares),
+                         request_slot.eq(replace_add.slot), request_side.eq(replace_add.side)]
+        with m.If(pending_write.en):
+            m.d.comb += next_write.eq(pending_write)
         with m.Elif(s2.op == _BookOp.ADD):
             m.d.comb += [
                 collision.eq(entry.used),
-                request.valid.eq(~entry.used), request.add.eq(1), request.price.eq(s2.price),
-                request.shares_delta.eq(s2.shares), request_slot.eq(s2.slot), request_side.eq(s2.side),
+                request.valid.eq(~entry.used), request.add.eq(1),
+                request.shares.eq(s2.shares), request_slot.eq(s2.slot), request_side.eq(s2.side),
                 next_write.en.eq(~entry.used), next_write.addr.eq(s2.index),
-                next_write.data.used.eq(1), next_write.data.order_ref.eq(s2.order_ref),
-                next_write.data.slot.eq(s2.slot), next_write.data.side.eq(s2.side),
-                next_write.data.price.eq(s2.price), next_write.data.shares.eq(s2.shares),
+                *write_order(next_write, s2.slot, s2.side, s2.order_ref, s2.price, s2.shares),
             ]
         with m.Elif(s2.op != _BookOp.NONE):
             m.d.comb += [
                 unknown_ref.eq(~hit),
-                request.valid.eq(hit), request.add.eq(0), request.price.eq(entry.price),
-                request.shares_delta.eq(-taken), request.leaves.eq(leaves),
+                request.valid.eq(hit), request.add.eq(0),
+                request.shares.eq(taken), request.leaves.eq(leaves),
                 request_slot.eq(s2.slot), request_side.eq(entry.side),
                 next_write.en.eq(hit), next_write.addr.eq(s2.index),
                 next_write.data.eq(entry), next_write.data.used.eq(~leaves),
                 next_write.data.shares.eq(entry.shares - s2.shares),
             ]
             with m.If(hit & (s2.op == _BookOp.REPLACE)):
+                # The new bucket is free if it is the original's, freed by this replace.
+                new_free = ~new_entry.used | (s2.new_index == s2.index)
+                m.d.comb += collision.eq(~new_free)
                 m.d.sync += [
-                    replace_add.valid.eq(1), replace_add.slot.eq(s2.slot), replace_add.side.eq(entry.side),
-                    replace_add.order_ref.eq(s2.new_order_ref), replace_add.price.eq(s2.price),
-                    replace_add.shares.eq(s2.shares), replace_add.index.eq(s2.new_index),
-                    replace_add.same_bucket.eq(s2.new_index == s2.index),
+                    replace_add.valid.eq(new_free), replace_add.shares.eq(s2.shares),
+                    replace_add.slot.eq(s2.slot), replace_add.side.eq(entry.side),
+                    pending_write.en.eq(new_free), pending_write.addr.eq(s2.new_index),
+                    *write_order(pending_write, s2.slot, entry.side, s2.new_order_ref, s2.price, s2.shares),
                 ]
         m.d.sync += table_write.eq(next_write)
 
@@ -510,18 +621,23 @@ class OrderBook(wiring.Component):
                 ]
         mismatch = _any(levels.mismatch for per_slot in sides for levels in per_slot)
 
-        # The table's verdicts, to be counted with the message in cycle 3.
+        # The table's verdicts (cycle 3), with the level mismatch of the take (cycle 4).
         verdict_layout = data.StructLayout({"collision": 1, "unknown_ref": 1, "level_mismatch": 1,
                                             "marks": slots})
+        table_verdict = Signal(data.StructLayout({"collision": 1, "unknown_ref": 1, "slot": range(slots)}))
         verdict = Signal(verdict_layout)
         m.d.sync += [
-            verdict.collision.eq(collision),
-            verdict.unknown_ref.eq(unknown_ref),
+            table_verdict.collision.eq(collision),
+            table_verdict.unknown_ref.eq(unknown_ref),
+            table_verdict.slot.eq(s2.slot),
+            verdict.collision.eq(table_verdict.collision),
+            verdict.unknown_ref.eq(table_verdict.unknown_ref),
             verdict.level_mismatch.eq(mismatch),
-            verdict.marks.eq(Mux(collision | unknown_ref | mismatch, Const(1, slots) << request_slot, 0)),
+            verdict.marks.eq(Mux(table_verdict.collision | table_verdict.unknown_ref | mismatch,
+                                 Const(1, slots) << table_verdict.slot, 0)),
         ]
 
-        # --- cycle 3: the levels update; tops, stamp, flags and events for cycle 4 ---
+        # --- cycle 4: the levels update; tops, stamp, flags and events for cycle 5 ---
         # A replace is held here for a cycle, while its add is applied.
         held = Signal(data.StructLayout({"valid": 1, "stamp": Stamp, "gap": 1, "gap_count": 1,
                                          "verdict": verdict_layout}))
@@ -535,18 +651,16 @@ class OrderBook(wiring.Component):
             for side in Side:
                 m.d.comb += sides[i][side.value].show.eq(~holding)
 
-        unreliable = Signal(slots)
-        replace_marks = Mux(held.valid, Mux(held.gap, all_slots, 0) | held.verdict.marks | verdict.marks, 0)
-        message_marks = (Mux(shown & delayed.gap, all_slots, 0)
-                         | Mux(~held.valid & ~holding, verdict.marks, 0))
-        m.d.sync += unreliable.eq(((unreliable | replace_marks) & ~delayed.clear)
-                                  | message_marks | delayed.packet_marks)
-
+        # The verdict (non-zero only for a book message) of what tops shows next, in order: a held
+        # replace, then the message of this cycle.
         book_verdict = Signal(verdict_layout)
-        with m.If(held.valid):
-            m.d.comb += book_verdict.eq(held.verdict.as_value() | verdict.as_value())
-        with m.Elif(~holding):
-            m.d.comb += book_verdict.eq(verdict)
+        m.d.comb += book_verdict.eq(Mux(held.valid, held.verdict.as_value(), 0)
+                                    | Mux(shown, verdict.as_value(), 0))
+        unreliable = Signal(slots)
+        held_marks = Mux(held.valid, Mux(held.gap, all_slots, 0) | held.verdict.marks, 0)
+        message_marks = Mux(shown, Mux(delayed.gap, all_slots, 0) | verdict.marks, 0)
+        m.d.sync += unreliable.eq(((unreliable | held_marks) & ~delayed.clear)
+                                  | message_marks | delayed.packet_marks)
         m.d.sync += [
             self.events.book_gap.eq((held.valid & held.gap_count) | (shown & delayed.gap_count)),
             self.events.book_bad_packet.eq(delayed.bad_packet),

@@ -44,6 +44,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
+from .order_book import BOOK_LATENCY
 from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, Side, Stamp, book_tops
 from .stream import rx_stream
 
@@ -55,7 +56,7 @@ __all__ = ["StrategyKind", "WatchSource", "strategy_registers", "strategy_signat
 TRIGGER_LATENCY = 3
 #: Cycles from a watched P message at ``messages`` to its price reaching step 1: the book's
 #: ``BOOK_LATENCY``, so that trades and the book's updates reach the strategies in message order.
-TRADE_DELAY = 4
+TRADE_DELAY = BOOK_LATENCY
 #: Cycles from a watched P message at ``messages`` to the request its price fires.
 TRADE_LATENCY = TRADE_DELAY + TRIGGER_LATENCY
 #: Cycles from a register write (or ``rearm``) at the inputs to the first state evaluated with it

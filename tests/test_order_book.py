@@ -14,9 +14,12 @@ of exactly those inputs.
 
 Streams: seeded random but consistent order flow on tracked and untracked
 locates (prices bunched around a few levels, so that levels fill, shift,
-overflow into ``beyond`` and come back), small builds where collisions are
-common, the default build on a few thousand messages, and directed
-sequences for each rule.
+overflow into ``beyond`` and come back; a replace is often followed by a
+message on its new order, its gone original or its bucket), small builds
+where collisions are common, the default build on a few thousand messages,
+the generator's snipe scenario, and directed sequences for each rule. Book
+messages are spaced only as the doc promises: two cycles apart, whatever
+their types (so a replace is often followed two cycles later by the next).
 """
 
 import random
@@ -29,12 +32,15 @@ from amaranth.sim import Simulator
 from stage_harness import layout_fields, pack_fields
 
 from tick2trade.hdl.itch_decode import ItchMessage
-from tick2trade.hdl.order_book import BOOK_LATENCY, REPLACE_LATENCY, BookEvents, LevelRequest, OrderBook, SideLevels
+from tick2trade.hdl.order_book import (BOOK_LATENCY, LEVELS_LATENCY, REPLACE_LATENCY, BookEvents, LevelRequest,
+                                        OrderBook, SideLevels)
 from tick2trade.hdl.order_types import InstrumentTop as InstrumentTopLayout
 from tick2trade.hdl.order_types import Quote as QuoteLayout
 from tick2trade.hdl.order_types import Stamp
 from tick2trade.host.book_model import BOOK_COUNTERS, BookModel, order_index
+from tick2trade.host.feed import FeedConfig, generate_feed
 from tick2trade.host.order_types import InstrumentTop, Quote, Side
+from tick2trade.host.rx_model import RxModel
 
 # --- records ------------------------------------------------------------------------
 
@@ -357,7 +363,7 @@ def schedule(records_by_packet, locates, rng, *, bad=0.1, clears=0.02, packet_en
             else:
                 t = len(cycles) + (0 if rng.random() < 0.5 else rng.randrange(1, 4))
             if is_book(record, locates):
-                t = max(t, last_book + 2, last_replace + 4)
+                t = max(t, last_book + 2)   # the only spacing the doc promises, also after a replace
                 last_book = t
                 if record["type"] == "U":
                     last_replace = t
@@ -494,6 +500,7 @@ class OrderFlow:
         self.ref_bits = ref_bits
         self.base = {locate: 10_000 + 1000 * i for i, locate in enumerate(locates)}
         self.tick = tick
+        self.replaced = None   # (original, new ref, locate) of the last replace, until followed up
 
     def new_ref(self):
         self.next_ref += self.rng.randrange(1, 1 << 12)
@@ -509,6 +516,8 @@ class OrderFlow:
 
     def message(self):
         rng = self.rng
+        if self.replaced and rng.random() < 0.6:
+            return self.after_replace()
         locate = rng.choice(self.locates)
         live = self.live[locate]
         roll = rng.random()
@@ -528,6 +537,12 @@ class OrderFlow:
         if rng.random() < 0.6:   # work on the best order of a side, so that the known levels drain
             side = live[ref][0]
             ref = (max if side == "B" else min)((r for r in live if live[r][0] == side), key=lambda r: live[r][1])
+        return self.work_on(locate, ref)
+
+    def work_on(self, locate, ref):
+        """A delete, execution, cancel or replace of the live order ``ref``."""
+        rng = self.rng
+        live = self.live[locate]
         side, price, shares = live[ref]
         kind = rng.random()
         if kind < 0.3:
@@ -546,7 +561,25 @@ class OrderFlow:
         new_price = self.price(locate, side)
         new_shares = rng.randrange(1, 1000)
         live[new] = [side, new_price, new_shares]
+        self.replaced = (ref, new, locate)
         return replace(ref, new, new_shares, new_price, locate)
+
+    def after_replace(self):
+        """A message on what the last replace touched: its new order, its gone original, or its bucket."""
+        rng = self.rng
+        original, new, locate = self.replaced
+        self.replaced = None
+        kind = rng.random()
+        if kind < 0.5 and new in self.live[locate]:
+            return self.work_on(locate, new)
+        if kind < 0.75:   # the original is gone: an unknown reference
+            return rng.choice([delete(original, locate), execute(original, 1, locate),
+                               replace(original, self.new_ref(), 5, self.price(locate, "B"), locate)])
+        # another order in the new order's bucket (same low 32 bits): a collision
+        ref, side = new ^ (rng.randrange(1, 1 << 32) << 32), rng.choice("BS")
+        price, shares = self.price(locate, side), rng.randrange(1, 1000)
+        self.live[locate][ref] = [side, price, shares]
+        return add(ref, side, shares, price, locate)
 
 
 def random_stimulus(seed, messages, locates, *, tracked, gap=0.05, bad=0.1, **flow):
@@ -594,7 +627,7 @@ def test_default_build_random_flow():
 
 
 def directed(records, *, spacing=2, locates=(LEAD, TARGET), packet_ends=(), clears=()):
-    """Records ``spacing`` cycles apart (4 after a U), packet ends and clears at given cycles."""
+    """Records ``spacing`` cycles apart, packet ends and clears at given cycles."""
     stimulus = Stimulus(tuple(locates))
     t = 0
     for record in records:
@@ -602,7 +635,7 @@ def directed(records, *, spacing=2, locates=(LEAD, TARGET), packet_ends=(), clea
             stimulus.cycles.append(Cycle())
         stimulus.cycles[t].record = record
         stimulus.cycles[t].stamp = (1000 + t, t & 0xFF)
-        t += 4 if record["type"] == "U" else spacing
+        t += spacing
     for at, bad in packet_ends:
         while len(stimulus.cycles) <= at:
             stimulus.cycles.append(Cycle())
@@ -675,21 +708,24 @@ def test_directed_same_cycle_and_replace_window():
 
 
 def test_side_levels_mismatch_strobe():
-    """A take at a price in no known level with nothing beyond is a mismatch, in the request's cycle.
+    """A take at a price in no known level with nothing beyond is a mismatch, in the cycle after the request.
 
     (A consistent order table never makes one, so OrderBook's stream tests cannot; the model's own
-    test above covers the rule.)"""
+    test above covers the rule.) The requests come in consecutive cycles, so that each is decided
+    against the update of the one before."""
     levels = SideLevels(side=Side.ASK, levels=2)
     request = Value.cast(levels.request)
     seen = []
 
     def take(price, shares):
-        return pack_fields(LevelRequest, valid=1, add=0, price=price, shares_delta=-shares & 0xFFFF_FFFF, leaves=1)
+        return pack_fields(LevelRequest, valid=1, add=0, price=price, shares=shares, leaves=1)
+
+    def put(price, shares):
+        return pack_fields(LevelRequest, valid=1, add=1, price=price, shares=shares)
 
     async def bench(ctx):
         ctx.set(levels.show, 1)
-        for step in (take(100, 5), 0, pack_fields(LevelRequest, valid=1, add=1, price=100, shares_delta=5), 0,
-                     take(101, 5), 0, take(100, 5), 0, 0):
+        for step in (take(100, 5), put(100, 5), take(101, 5), take(100, 5), take(100, 5), 0, 0, 0, 0):
             ctx.set(request, step)
             seen.append((ctx.get(levels.mismatch), layout_fields(QuoteLayout, ctx.get(Value.cast(levels.quote)))))
             await ctx.tick()
@@ -698,6 +734,87 @@ def test_side_levels_mismatch_strobe():
     simulator.add_clock(1e-8)
     simulator.add_testbench(bench)
     simulator.run()
-    assert [mismatch for mismatch, _ in seen] == [1, 0, 0, 0, 1, 0, 0, 0, 0]
-    assert seen[4][1] == {"valid": 1, "unknown": 0, "price": 100, "shares": 5}   # the mismatch changed nothing
-    assert seen[8][1] == {"valid": 0, "unknown": 0, "price": 0, "shares": 0}
+    assert [mismatch for mismatch, _ in seen] == [0, 1, 0, 1, 0, 1, 0, 0, 0]
+    # the add shows LEVELS_LATENCY cycles after it; the first take of 100 right after it empties the level
+    assert seen[1 + LEVELS_LATENCY][1] == {"valid": 1, "unknown": 0, "price": 100, "shares": 5}
+    assert seen[3 + LEVELS_LATENCY][1] == {"valid": 0, "unknown": 0, "price": 0, "shares": 0}
+
+
+def test_directed_replace_then_two_cycles_later():
+    """A replace followed two cycles later (the least the doc allows) by a message on its new
+    reference, on its original reference, in its new bucket, on its level, and on the other slot."""
+    records = [
+        add(1, "B", 10, 100), add(2, "B", 20, 99), add(3, "S", 30, 105),
+        replace(1, 0x31, 15, 101), delete(0x31),                       # the new order deleted
+        replace(2, 0x32, 25, 100), replace(0x32, 0x33, 5, 102),        # the new order replaced ...
+        replace(0x33, 0x34, 6, 97), execute(0x34, 2), cancel(0x34, 4),  # ... executed, cancelled
+        replace(3, 0x35, 10, 104), delete(3),                          # the original: unknown
+        add(4, "S", 1, 106), replace(4, 0x36, 2, 104), replace(4, 0x37, 1, 1),
+        add(5, "B", 3, 90), replace(5, 0x38, 4, 91), add(5, "B", 6, 91),   # the original's ref again; same level
+        add(6, "B", 3, 92), replace(6, 0x39, 4, 93), add(0x1_0000_0039, "B", 1, 93),  # the new bucket: collision
+        add(7, "S", 1, 110), replace(7, 0x70, 2, 111), delete(0x70),   # new bucket = original's at capacity 16
+        add(8, "S", 1, 111, locate=TARGET), replace(8, 0x80, 2, 112, locate=TARGET),
+        add(9, "B", 5, 95), replace(9, 0x90, 5, 96), add(0x91, "B", 1, 96, locate=TARGET),  # the other slot
+        replace(0x90, 0x92, 1, 80), add(0x93, "B", 7, 96), replace(0x93, 0x94, 2, 80), delete(0x92),
+        delete(0x94), delete(0x38), delete(5), delete(0x39), delete(0x35), delete(0x36),
+    ]
+    for capacity, levels in ((16, 1), (16, 3), (4096, 2), (4096, 4)):
+        book = check(directed(records), capacity=capacity, levels=levels)
+        if capacity == 4096:   # the originals 3 and 4 replaced away, 0x1_0000_0039 in 0x39's bucket
+            assert counts(book, book_unknown_ref=2, book_collision=1), book.counters
+
+
+def test_directed_push_out_then_take():
+    """An add pushes the last level out into ``beyond`` and the next message (two cycles later; after
+    a replace's add, in the very next cycle at the side) takes an order that is now beyond."""
+    records = [add(1, "B", 10, 100), add(5, "B", 3, 99), add(2, "B", 5, 90),
+               replace(2, 4, 5, 101),   # takes order 2 from beyond, then pushes the last level out
+               delete(5), delete(1), replace(4, 6, 1, 102), delete(6), add(7, "B", 1, 98), delete(7),
+               add(11, "S", 1, 200), add(13, "S", 1, 201), add(12, "S", 1, 199),   # pushes 200 or 201 out
+               delete(13), add(14, "S", 1, 198), delete(11), delete(12), delete(14)]
+    for levels in (1, 2):
+        book = check(directed(records), levels=levels)
+        assert counts(book), book.counters
+
+
+def feed_stimulus(*, realistic):
+    """The generator's snipe scenario (market makers replacing quotes, each replace often followed at
+    once by a delete) through the receive path's model. ``realistic``: each message as many cycles
+    after the one before as its bytes take at 8 a cycle (a book message at least 2), a packet's headers
+    between packets; else packed as tightly as the doc's rule allows (`schedule`)."""
+    config = FeedConfig(seed=5, messages=2000, instruments=("LEAD", "TGT", "ALFA"), scenario="snipe",
+                        end_of_session=False)
+    receive = RxModel()
+    packets = [receive.process(record.data) for record in generate_feed(config)]
+    directory = {record["stock"]: record["locate"] for packet in packets for record in packet if record["type"] == "R"}
+    locates = (directory["LEAD"], directory["TGT"])
+    if not realistic:
+        return schedule(packets, locates, random.Random("order_book/feed"), bad=0, clears=0)
+    stimulus = Stimulus(locates)
+    t, last_book = 0, -10
+    for index, packet in enumerate(packets):
+        t += 8   # Ethernet, IP, UDP and MoldUDP64 headers
+        for record in packet:
+            t += max(1, (record["length"] + 2) // 8)
+            if is_book(record, locates):
+                t = max(t, last_book + 2)
+                last_book = t
+            stimulus.cycles.extend(Cycle() for _ in range(t + 1 - len(stimulus.cycles)))
+            stimulus.cycles[t].record = record
+            stimulus.cycles[t].stamp = (t, index & 0xFF)
+        stimulus.cycles.extend(Cycle() for _ in range(2))
+        stimulus.cycles[-1].packet_end = False
+        t = len(stimulus.cycles)
+    return stimulus
+
+
+@pytest.mark.parametrize("realistic", [True, False])
+def test_snipe_feed(realistic):
+    stimulus = feed_stimulus(realistic=realistic)
+    tracked = [cycle.record for cycle in stimulus.cycles if cycle.record and is_book(cycle.record, stimulus.locates)]
+    # the case of the pipeline: a replace followed two cycles later by another book message
+    book_cycles = [t for t, cycle in enumerate(stimulus.cycles) if cycle.record and is_book(cycle.record, stimulus.locates)]
+    replace_then = sum(1 for t in book_cycles if stimulus.cycles[t].record["type"] == "U" and t + 2 in book_cycles)
+    assert len(tracked) > 1000 and replace_then > 20, (len(tracked), replace_then)
+    book = check(stimulus)
+    assert book.counters["book_unknown_ref"] == 0 and book.counters["book_level_mismatch"] == 0, book.counters
