@@ -36,7 +36,7 @@ verilog: setup
 	$(BIN)/tick2trade verilog --out $(OUT)/verilog
 
 synth: setup
-	$(BIN)/python -m tick2trade.host.synth --top rx_path --out $(OUT)/synth
+	$(BIN)/python -m tick2trade.host.synth --top pipeline --per-module --out $(OUT)/synth
 
 waves: setup
 	WAVES=1 $(BIN)/tick2trade sim rx $(OUT)/demo/feed.pcap --out $(OUT)/waves/hw.jsonl

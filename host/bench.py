@@ -1,4 +1,4 @@
-"""``make bench``: what the receive path reaches, measured, as JSON. Nothing here asserts on time."""
+"""``make bench``: what the pipeline reaches, measured, as JSON. Nothing here asserts on time."""
 
 import json
 import os
@@ -19,7 +19,11 @@ REFERENCE_MHZ = 156.25
 #: Messages through each backend for the throughput figures (the Amaranth simulator is slow).
 SIMULATION_MESSAGES = {"verilator": 20_000, "icarus": 5_000, "amaranth": 500}
 #: Where `make synth` leaves its report.
-SYNTH_REPORT = Path("out/synth/rx_path.json")
+SYNTH_REPORT = Path("out/synth/pipeline.json")
+#: Order-flow messages of the snipe market behind the actionable-latency figures.
+PIPELINE_MESSAGES = 20_000
+#: The strategy those figures trade with.
+PIPELINE_STRATEGY = Path(__file__).resolve().parents[1] / "examples" / "strategy.toml"
 
 
 def machine():
@@ -42,14 +46,34 @@ def _simulate(backend, frames):
     return result, time.perf_counter() - start
 
 
-def _latency_summary(latencies, fmax_mhz):
-    summary = {"messages": len(latencies), "min": min(latencies), "p50": statistics.median_low(latencies),
-               "max": max(latencies), "ns_at_156_25_mhz": {
-                   "min": min(latencies) * 1000 / REFERENCE_MHZ, "max": max(latencies) * 1000 / REFERENCE_MHZ}}
+def _latency_summary(latencies, fmax_mhz, *, count="messages"):
+    figures = {"min": min(latencies), "p50": statistics.median_low(latencies), "max": max(latencies)}
+    summary = {count: len(latencies), **figures,
+               "ns_at_156_25_mhz": {key: round(value * 1000 / REFERENCE_MHZ, 1) for key, value in figures.items()}}
     if fmax_mhz:
-        summary["ns_at_synthesized_fmax"] = {"fmax_mhz": fmax_mhz, "min": min(latencies) * 1000 / fmax_mhz,
-                                             "max": max(latencies) * 1000 / fmax_mhz}
+        summary["ns_at_synthesized_fmax"] = {"fmax_mhz": fmax_mhz, **{
+            key: round(value * 1000 / fmax_mhz, 1) for key, value in figures.items()}}
     return summary
+
+
+def _pipeline_latency(backend, fmax, progress):
+    """Actionable latency of every order of a snipe market through the whole pipeline on ``backend``."""
+    from .pipeline_device import ModelPipelineDevice, actionable_latencies, open_pipeline_device
+    from .pipeline_model import stock_directory
+    from .strategy import load_strategy, resolve_instruments
+    config = FeedConfig(seed=1, messages=PIPELINE_MESSAGES, instruments=("LEAD", "TGT", "ALFA"),
+                        scenario="snipe")
+    frames = [RxFrame(record.data) for record in generate_feed(config)]
+    strategy = load_strategy(PIPELINE_STRATEGY)
+    directory = stock_directory(frames)
+    resolve_instruments(strategy, directory)
+    progress(f"{backend}: the whole pipeline on a {PIPELINE_MESSAGES}-message snipe market")
+    golden = ModelPipelineDevice(strategy, directory=directory)
+    golden.run(frames)
+    result = open_pipeline_device(backend, strategy).run(frames, idle_probability=0.1, seed=1)
+    latencies = actionable_latencies(frames, result, golden.model.orders)
+    return {"simulator": backend, "strategy": "examples/strategy.toml",
+            **_latency_summary(latencies, fmax, count="orders")}
 
 
 def _synthesized_fmax():
@@ -81,6 +105,9 @@ def run_benchmarks(progress=print):
         if "rx_latency_cycles" not in results:
             results["rx_latency_cycles"] = {"simulator": backend, **_latency_summary(
                 message_latencies(frames, result), fmax)}
+    backend = next((name for name in ("verilator", "icarus") if not unavailable[name]), None)
+    if backend:
+        results["actionable_latency_cycles"] = _pipeline_latency(backend, fmax, progress)
     progress("host decode: 1,000,000-message BinaryFILE")
     results["host_decode"] = bench_decode.run(progress=progress)
     if fmax:

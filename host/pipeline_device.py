@@ -19,7 +19,8 @@ from .device import BACKENDS, DeviceError, RxFrame, schedule_beats
 from .strategy import LEAD_SLOT, SLOTS, TARGET_SLOT, StrategyFile
 
 __all__ = ["TxFrame", "PipelineResult", "register_writes", "bus_writes", "open_pipeline_device", "CLOCK_NS",
-           "PROBE_DEPTH", "STATE_REGISTERS", "summarize", "TRIGGER_FIELD_END", "actionable_latencies", "latency_summary"]
+           "PROBE_DEPTH", "STATE_REGISTERS", "TRIGGER_FIELD_END", "message_spans", "actionable_latencies",
+           "latency_summary", "summarize"]
 
 #: The 10GbE reference clock's period: pcap timestamps of simulated order frames are cycle x this.
 CLOCK_NS = 6.4
@@ -140,7 +141,7 @@ class ModelPipelineDevice:
         return PipelineResult(frames=out, counters=model.counters(), state=state)
 
 
-def _message_spans(frame: bytes):
+def message_spans(frame: bytes):
     """(sequence number, type, frame offset of the message's first byte) of each complete block."""
     from ..hdl.moldudp64_rx import BLOCKS_OFFSET
     from ..hdl.udp_rx import UDP_PAYLOAD_OFFSET
@@ -170,7 +171,7 @@ def actionable_latencies(frames, result: PipelineResult, orders) -> list[int]:
         raise ValueError(f"the gateware sent {len(sent)} orders where the model sends {len(orders)}")
     latencies = []
     for frame, order in zip(sent, orders):
-        spans = {seq: (type_, start) for seq, type_, start in _message_spans(frames[order.source_frame].data)}
+        spans = {seq: (type_, start) for seq, type_, start in message_spans(frames[order.source_frame].data)}
         type_, start = spans[order.trigger_seq]
         last_byte = start + TRIGGER_FIELD_END[type_] - 1
         latencies.append(frame.cycle - result.beat_cycles[order.source_frame][last_byte // BEAT_BYTES])

@@ -18,7 +18,7 @@ fastest grade. The target clock is the 10GbE datapath clock, 156.25 MHz.
 
 Command line::
 
-    python -m tick2trade.host.synth --top rx_path --out build/synth
+    python -m tick2trade.host.synth --top pipeline --per-module --out build/synth
 """
 
 import argparse
@@ -392,6 +392,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
 #: parameters. Imports are lazy so that a missing module fails only when its
 #: top is asked for.
 TOPS = {
+    "pipeline": "tick2trade.hdl.pipeline:Pipeline",
     "rx_path": "tick2trade.hdl.rx_path:RxPath",
 }
 
@@ -445,8 +446,8 @@ def main(argv=None):
         prog="python -m tick2trade.host.synth",
         description="Out-of-board synthesis (Yosys, nextpnr-ecp5) of one component "
                     "in a pin-light harness; writes a JSON utilisation and timing report.")
-    parser.add_argument("--top", default="rx_path",
-                        help=f"one of {', '.join(TOPS)}, or module:Class (default rx_path)")
+    parser.add_argument("--top", default="pipeline",
+                        help=f"one of {', '.join(TOPS)}, or module:Class (default pipeline)")
     parser.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
     parser.add_argument("--name", help="report and file name (default: from --top)")
     parser.add_argument("--device", default="LFE5U-85F", choices=list(DEVICES))
