@@ -266,6 +266,11 @@ def build_parser():
         sub.add_argument("--dst-ip", default=DEFAULT_DST_IP, help="feed destination address (%(default)s)")
         sub.add_argument("--dst-port", type=int, default=DEFAULT_DST_PORT, help="feed UDP port (%(default)s)")
 
+    def add_pacing_options(sub):
+        sub.add_argument("--idle", type=_probability, default=0.0,
+                         help="probability of an idle cycle before each beat (%(default)s)")
+        sub.add_argument("--seed", type=int, default=0, help="seed of the idle-cycle pattern")
+
     feed = commands.add_parser("feed", help="generate and decode market-data feeds")
     feed_commands = feed.add_subparsers(dest="feed_command", required=True, metavar="COMMAND")
     generate = feed_commands.add_parser("generate", help="write a seeded simulated ITCH feed as pcap")
@@ -301,9 +306,7 @@ def build_parser():
     sim_rx.add_argument("input")
     sim_rx.add_argument("--out", required=True)
     sim_rx.add_argument("--simulator", choices=SIMULATORS, default="verilator")
-    sim_rx.add_argument("--idle", type=_probability, default=0.0,
-                        help="probability of an idle cycle before each beat (%(default)s)")
-    sim_rx.add_argument("--seed", type=int, default=0, help="seed of the idle-cycle pattern")
+    add_pacing_options(sim_rx)
     add_address_options(sim_rx)
     sim_rx.set_defaults(run=cmd_sim_rx)
     sim_run = sim_commands.add_parser("run", help="run a feed through the whole pipeline's gateware")
@@ -313,9 +316,7 @@ def build_parser():
                          help="order frames (pcap; timestamps are cycles x 6.4 ns from reset)")
     sim_run.add_argument("--summary", help="write the JSON summary here instead of stdout")
     sim_run.add_argument("--simulator", choices=[s for s in SIMULATORS if s != "amaranth"], default="verilator")
-    sim_run.add_argument("--idle", type=_probability, default=0.0,
-                         help="probability of an idle cycle before each beat (%(default)s)")
-    sim_run.add_argument("--seed", type=int, default=0, help="seed of the idle-cycle pattern")
+    add_pacing_options(sim_run)
     add_address_options(sim_run)
     sim_run.set_defaults(run=cmd_sim_run)
 

@@ -12,57 +12,15 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import ReadOnly
 
-from tick2trade.hdl.csr import READ_LATENCY
 from tick2trade.hdl.stream import Beat
 from tick2trade.host.device import RxFrame, schedule_beats
-from tick2trade.sim.ports import pack, unpack
+from tick2trade.sim.benches.bus import DesignBench
+from tick2trade.sim.ports import unpack
 
 #: Cycles without any beat on ``tx`` after which a run counts as drained.
 QUIET_CYCLES = 256
-
-
-class PipelineBench:
-    """The clock, the register bus, and a cycle count matching the design's."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.cycle = 0
-
-    async def tick(self):
-        await FallingEdge(self.dut.clk)
-        self.cycle += 1
-
-    async def reset(self):
-        dut = self.dut
-        Clock(dut.clk, 6.4, unit="ns").start()
-        dut.rst.value = 1
-        dut.rx__valid.value = 0
-        dut.rx__payload.value = 0
-        dut.tx__ready.value = 0
-        dut.csr__w_en.value = 0
-        await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        dut.rst.value = 0
-        self.cycle = 0  # the design's counter reads 0 in the first cycle after reset
-
-    async def write(self, address, word):
-        self.dut.csr__addr.value = address
-        self.dut.csr__w_data.value = word
-        self.dut.csr__w_en.value = 1
-        await self.tick()
-        self.dut.csr__w_en.value = 0
-
-    async def read(self, address, words=1):
-        value = 0
-        for word in range(words):
-            self.dut.csr__addr.value = address + word
-            for _ in range(READ_LATENCY):
-                await self.tick()
-            value |= self.dut.csr__r_data.value.to_unsigned() << (32 * word)
-        return value
 
 
 @cocotb.test()
@@ -75,8 +33,8 @@ async def pipeline(dut):
     ready_rng = random.Random(f"tx_ready/{stimulus['seed']}")
     ready_probability = stimulus["tx_ready_probability"]
 
-    bench = PipelineBench(dut)
-    await bench.reset()
+    bench = DesignBench(dut)
+    await bench.reset(idle_outputs=("tx__ready",))
     for address, word in stimulus["writes"]:
         await bench.write(address, word)
 
@@ -91,12 +49,8 @@ async def pipeline(dut):
         dut.tx__ready.value = int(ready)
         beat = schedule[position] if position < len(schedule) else None
         position += 1
-        if beat is None:
-            dut.rx__valid.value = 0
-        else:
-            dut.rx__valid.value = 1
-            dut.rx__payload.value = pack(Beat, {"data": beat.data, "keep": beat.keep, "first": int(beat.first),
-                                                "last": int(beat.last), "err": int(beat.err)})
+        bench.drive_beat(beat)
+        if beat is not None:
             beat_cycles[beat.frame].append(bench.cycle)
         await ReadOnly()
         quiet += 1

@@ -10,33 +10,15 @@ import json
 import os
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
 
-from tick2trade.hdl.csr import READ_LATENCY
 from tick2trade.hdl.moldudp64_rx import PacketEnd
 from tick2trade.hdl.rx_path import COUNTERS
-from tick2trade.hdl.stream import Beat
 from tick2trade.host.device import RxFrame, schedule_beats
-from tick2trade.sim.ports import pack, unpack
+from tick2trade.sim.benches.bus import DesignBench
+from tick2trade.sim.ports import unpack
 
 #: Cycles run after the last beat so that everything in flight has left.
 DRAIN_CYCLES = 8
-
-
-async def write_register(dut, address_map, name, value):
-    dut.csr__addr.value = address_map[name]
-    dut.csr__w_data.value = value
-    dut.csr__w_en.value = 1
-    await FallingEdge(dut.clk)
-    dut.csr__w_en.value = 0
-
-
-async def read_register(dut, address_map, name):
-    dut.csr__addr.value = address_map[name]
-    for _ in range(READ_LATENCY):
-        await FallingEdge(dut.clk)
-    return dut.csr__r_data.value.to_unsigned()
 
 
 @cocotb.test()
@@ -49,16 +31,10 @@ async def rx_path(dut):
     schedule = schedule_beats(frames, idle_probability=stimulus["idle_probability"],
                               seed=stimulus["seed"])
 
-    Clock(dut.clk, 6.4, unit="ns").start()
-    dut.rst.value = 1
-    dut.rx__valid.value = 0
-    dut.rx__payload.value = 0
-    dut.csr__w_en.value = 0
-    await FallingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    bench = DesignBench(dut)
+    await bench.reset()
     for name in ("dst_ip", "dst_port"):
-        await write_register(dut, address_map, name, stimulus[name])
+        await bench.write(address_map[name], stimulus[name])
 
     messages, message_cycles, packet_ends = [], [], []
     beat_cycles = [[] for _ in frames]
@@ -71,16 +47,12 @@ async def rx_path(dut):
             message_cycles.append(cycle)
         if dut.packet_end__valid.value:
             packet_ends.append(bool(unpack(PacketEnd, dut.packet_end__payload.value.to_unsigned())["bad"]))
-        if beat is None:
-            dut.rx__valid.value = 0
-        else:
-            dut.rx__valid.value = 1
-            dut.rx__payload.value = pack(Beat, {"data": beat.data, "keep": beat.keep, "first": int(beat.first),
-                                                "last": int(beat.last), "err": int(beat.err)})
+        bench.drive_beat(beat)
+        if beat is not None:
             beat_cycles[beat.frame].append(cycle)
-        await FallingEdge(dut.clk)
+        await bench.tick()
 
-    counters = {name: await read_register(dut, address_map, name) for name in COUNTERS}
+    counters = {name: await bench.read(address_map[name]) for name in COUNTERS}
     with open(os.environ["T2T_RESULT"], "w") as file:
         json.dump({"messages": messages, "message_cycles": message_cycles, "packet_ends": packet_ends,
                    "beat_cycles": beat_cycles, "counters": counters}, file)
