@@ -229,10 +229,10 @@ def test_busy_when_tx_is_slow(simulator_long):
 
 # --- bad input never trades ----------------------------------------------------------------
 
-def test_bad_input_never_produces_an_order(simulator):
+def test_bad_input_never_produces_an_order(simulator_long):
     frames = snipe_frames(13, 8_000, corrupt_probability=0.1, gap_probability=0.01,
                           duplicate_probability=0.01, reorder_probability=0.01)
-    got, want, _model = run_both(simulator, strategy_with(), frames, idle_probability=0.1, seed=3)
+    got, want, _model = run_both(simulator_long, strategy_with(), frames, idle_probability=0.1, seed=3)
     assert_same_orders(got, want)
     assert got.counters == want.counters
     assert want.counters["packets_bad"] > 0 and want.counters["book_gap"] > 0
