@@ -357,6 +357,9 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         "--json", f"{name}_netlist.json", "--top", name,
         "--freq", str(clock_mhz), "--seed", str(seed),
         "--timing-allow-fail",
+        # router2 routes the whole pipeline (block RAMs, DSPs, about 14k LUTs) in minutes where
+        # router1 was still ripping up congestion after 40.
+        "--router", "router2",
         "--report", f"{name}_nextpnr.json",
     ])
 
