@@ -15,8 +15,8 @@ import statistics
 
 from ..hdl.order_types import Side
 from ..hdl.stream import BEAT_BYTES
-from .device import BACKENDS, DeviceError, RxFrame, schedule_beats
-from .strategy import LEAD_SLOT, SLOTS, TARGET_SLOT, StrategyFile
+from .device import BACKENDS, DeviceError
+from .strategy import LEAD_SLOT, TARGET_SLOT, StrategyFile
 
 __all__ = ["TxFrame", "PipelineResult", "register_writes", "bus_writes", "open_pipeline_device", "CLOCK_NS",
            "PROBE_DEPTH", "STATE_REGISTERS", "TRIGGER_FIELD_END", "message_spans", "actionable_latencies",

@@ -17,7 +17,7 @@ import pytest
 
 from tick2trade.hdl.order_types import RejectReason
 from tick2trade.host.device import RxFrame
-from tick2trade.host.feed import CorruptKind, FeedConfig, generate_feed
+from tick2trade.host.feed import FeedConfig, generate_feed
 from tick2trade.host.pipeline_device import (PROBE_DEPTH, ModelPipelineDevice, actionable_latencies,
                                              message_spans, open_pipeline_device)
 from tick2trade.host.pipeline_model import stock_directory
