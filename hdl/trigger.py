@@ -481,8 +481,8 @@ class Trigger(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.snipe = snipe = StaleQuoteSnipe(self.slots)
-        m.submodules.threshold = threshold = PriceThreshold(self.slots)
+        m.submodules.stale_quote_snipe = snipe = StaleQuoteSnipe(self.slots)
+        m.submodules.price_threshold = threshold = PriceThreshold(self.slots)
         strategies = {StrategyKind.SNIPE: snipe, StrategyKind.THRESHOLD: threshold}
 
         # The strategy register as the strategies' step 1 sees it, and as their step 3 does.
