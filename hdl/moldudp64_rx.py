@@ -232,6 +232,21 @@ class MoldUdp64Rx(wiring.Component):
         shortfall, shortfall_high_zero = header_sum(
             "shortfall", (next_seq[32:], ~seq_high), (next_seq[:32], ~seq_low), 1)
         end, _ = header_sum("end", (seq_high, 0), (seq_low, count))  # seq + count
+        # Whether count > shortfall[:16] and shortfall[16:32] == 0, also as the header ends, so
+        # that the decision has no carry chain: count + seq[:16] + ~next_seq[:16] is count plus
+        # ~shortfall[:16], plus 2**16 times the carry out of seq[:16] + ~next_seq[:16]; count
+        # exceeds shortfall[:16] exactly when that sum's bits from 16 up exceed the carry.
+        count_sum = count + seq_low[:16] + ~next_seq[:16]
+        low_carry = (seq_low[:16] + ~next_seq[:16])[16]
+        count_exceeds = Signal()
+        shortfall_middle_zero = Signal()
+        middle_zero = [(with_carry(next_seq[16:32], ~seq_low[16:32], carry)[:16] == 0) for carry in (0, 1)]
+        with m.If(header_done):
+            m.d.sync += [
+                count_exceeds.eq(count_sum[16:] > low_carry),
+                shortfall_middle_zero.eq(Mux(with_carry(next_seq[:16], ~seq_low[:16], 1)[16],
+                                             middle_zero[1], middle_zero[0])),
+            ]
 
         settling = Signal()       # the cycle after the decision on a packet in sequence tracking
         past_expected = Signal()  # that packet ends past the sequence number expected
@@ -258,8 +273,7 @@ class MoldUdp64Rx(wiring.Component):
                 ahead = ~shortfall[64]  # seq > next_seq: a gap
                 behind = ~distance[64]  # seq < next_seq: a (partial) duplicate, shortfall messages delivered
                 # seq + count > next_seq
-                passes = ~behind | (shortfall_high_zero & (shortfall[16:32] == 0)
-                                    & (header_count > shortfall[:16]))
+                passes = ~behind | (shortfall_high_zero & shortfall_middle_zero & count_exceeds)
                 m.d.comb += [
                     found.mold_packets.eq(1),
                     found.mold_heartbeat.eq(heartbeat),

@@ -11,7 +11,9 @@ Where things go, for a design called ``name``::
 
     <cache_dir>/<name>-<simulator>[-fst|-vcd]/  the build: <name>.v, build.log, the executable
         run/<test module>[-<testcases>]/        the default test directory: results.xml,
-                                                sim.log and, with waves, <name>.fst (or .vcd)
+                                                sim.log and, with waves, <name>.fst (or .vcd);
+                                                a concurrent run of the same bench takes
+                                                <that directory>.1 (.2, ...) instead
 
 ``cache_dir`` defaults to ``$TICK2TRADE_SIM_BUILD``, else ``sim_build`` in
 the nearest directory at or above the working directory that holds a
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import itertools
 import os
 import shutil
 import subprocess
@@ -218,6 +221,8 @@ def run(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     flavour = f"-{waves_format(simulator)}" if waves else ""
     build_dir = cache_dir.resolve() / f"{name}-{simulator}{flavour}"
+    # Concurrent runs of one bench (pytest workers) each take a default test directory of their own.
+    or_another = test_dir is None
     if test_dir is None:
         testcases = [testcase] if isinstance(testcase, str) else list(testcase or [])
         test_dir = build_dir / "run" / "-".join([test_module, *testcases])
@@ -230,7 +235,7 @@ def run(
         verilog_path = write_verilog(component, build_dir / f"{name}.v", name=name,
                                      icarus=simulator == "icarus")
         _build(runner, simulator, verilog_path, name=name, build_dir=build_dir, waves=waves)
-    with _locked(test_dir):
+    with _locked(test_dir, or_another=or_another) as test_dir:
         return _test(runner, simulator, name=name, test_module=test_module, testcase=testcase,
                      extra_env=extra_env, waves=waves, seed=seed,
                      build_dir=build_dir, test_dir=test_dir)
@@ -352,12 +357,23 @@ def _log_tail(log_path: Path) -> str:
 
 
 @contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (created if missing) against other processes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(directory: Path, *, or_another: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (created if missing) against other processes; yield it.
+
+    With ``or_another``, a directory another process holds is not waited
+    for: the first free one of ``directory.1``, ``directory.2``, ... is
+    taken instead (and yielded).
+    """
+    for number in itertools.count():
+        candidate = directory if number == 0 else directory.with_name(f"{directory.name}.{number}")
+        candidate.mkdir(parents=True, exist_ok=True)
+        with open(candidate / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if or_another else 0))
+            except BlockingIOError:
+                continue
+            try:
+                yield candidate
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            return

@@ -183,7 +183,7 @@ def test_actionable_latency_target(simulator_long):
 
 def test_small_market_matches_golden_model(simulator):
     """A shorter market, so that the second simulator runs the whole comparison in `make test` too."""
-    frames = snipe_frames(17, 8_000)
+    frames = snipe_frames(17, 3_000)
     got, want, _model = run_both(simulator, strategy_with(), frames, idle_probability=0.2, seed=5)
     assert len(want.frames) >= 20
     assert_same_orders(got, want)
@@ -207,7 +207,7 @@ RISK_CASES = {
 
 @pytest.mark.parametrize("reason", RISK_CASES, ids=lambda reason: reason.name.lower())
 def test_risk_rejections(simulator_long, reason):
-    frames = snipe_frames(11, 6_000)
+    frames = snipe_frames(11, 2_000)
     got, want, _model = run_both(simulator_long, strategy_with(risk=RISK_CASES[reason]), frames)
     assert want.counters[f"reject_{reason.name.lower()}"] > 0, "the case exercises its reason"
     assert_same_orders(got, want)

@@ -244,6 +244,17 @@ def test_smoke_bench_passes_and_outputs_match_the_model(simulator, tmp_path):
 
 
 @on_each_simulator
+def test_concurrent_runs_of_one_bench_take_their_own_test_directories(simulator):
+    """While another run holds the bench's default test directory, a run takes the next free one."""
+    default_dir = runner.default_cache_dir() / f"{DESIGN_NAME}-{simulator}" / "run" / BENCH
+    with runner._locked(default_dir):
+        results = run(RegisteredAdder(), name=DESIGN_NAME, test_module=BENCH, simulator=simulator,
+                      extra_env={"SMOKE_SEED": "3", "SMOKE_BEATS": "10"})
+    assert results.parent.name.startswith(f"{BENCH}.")
+    assert get_results(results) == (1, 0)
+
+
+@on_each_simulator
 def test_failing_cocotb_test_raises_with_names_and_log_tail(simulator, tmp_path):
     """A failing cocotb test becomes a SimulationFailed naming it and quoting the simulator log."""
     with pytest.raises(SimulationFailed) as failure:
