@@ -182,28 +182,27 @@ def _pipeline_setup(args):
 
 
 def cmd_model_run(args):
-    from .codec.pcap import PcapRecord, write_pcap
-    from .pipeline_device import ModelPipelineDevice, summarize
+    from .codec.pcap import write_pcap
+    from .pipeline_device import ModelPipelineDevice, golden_order_records, summarize
     strategy, records, frames, directory = _pipeline_setup(args)
     device = ModelPipelineDevice(strategy, directory=directory, dst_ip=args.dst_ip, dst_port=args.dst_port)
     result = device.run(frames, progress=Progress("golden model"))
-    # The model has no clock: each order frame is stamped with the time of the feed frame behind it.
-    orders = [PcapRecord(records[order.source_frame].ts_ns, order.frame) for order in device.model.orders]
+    orders = golden_order_records(records, device.model.orders)
     write_pcap(args.out, orders)
     print(f"wrote {len(orders)} order frames to {args.out}", file=sys.stderr)
     _write_summary(summarize(result, strategy), args.summary)
 
 
 def cmd_sim_run(args):
-    from .codec.pcap import PcapRecord, write_pcap
-    from .pipeline_device import (CLOCK_NS, ModelPipelineDevice, actionable_latencies, open_pipeline_device,
-                                  summarize)
+    from .codec.pcap import write_pcap
+    from .pipeline_device import (ModelPipelineDevice, actionable_latencies, open_pipeline_device,
+                                  sent_order_records, summarize)
     strategy, _records, frames, directory = _pipeline_setup(args)
     device = open_pipeline_device(args.simulator, strategy, dst_ip=args.dst_ip, dst_port=args.dst_port)
     result = device.run(frames, idle_probability=args.idle, seed=args.seed,
                         progress=Progress(f"simulating on {args.simulator}"))
-    sent = [frame for frame in result.frames if not frame.aborted]
-    write_pcap(args.out, [PcapRecord(round(frame.cycle * CLOCK_NS), frame.data) for frame in sent])
+    sent = sent_order_records(result)
+    write_pcap(args.out, sent)
     print(f"wrote {len(sent)} order frames to {args.out}", file=sys.stderr)
     # Which message triggered each order comes from the golden model; the cycles from the gateware.
     golden = ModelPipelineDevice(strategy, directory=directory, dst_ip=args.dst_ip, dst_port=args.dst_port)
@@ -234,7 +233,12 @@ def cmd_bench(args):
 
 def cmd_demo(args):
     from .demo import run_demo
-    return run_demo(pathlib.Path(args.out))
+    from .strategy import StrategyError
+    strategy = _load_strategy(args.config)
+    try:
+        return run_demo(pathlib.Path(args.out), strategy)
+    except StrategyError as error:
+        raise UsageError(f"{args.config}: {error}") from None
 
 
 def _probability(text):
@@ -338,8 +342,11 @@ def build_parser():
     bench.add_argument("--out", default="out/bench.json")
     bench.set_defaults(run=cmd_bench)
 
-    demo = commands.add_parser("demo", help="generate a feed, decode it in the golden model and the gateware, compare")
+    demo = commands.add_parser("demo", help="generate feeds, run them through the golden model and the gateware "
+                                             "(receive path, then tick to trade), compare")
     demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--config", default="examples/strategy.toml",
+                      help="strategy file for the tick-to-trade part (%(default)s)")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -1,4 +1,9 @@
-"""``make demo``: a feed through the golden model and through the gateware in Verilator, compared."""
+"""``make demo``: feeds through the golden model and through the gateware in Verilator, compared.
+
+Two parts: the market-data receive path on a morning's order flow (decoded
+messages and counters), then the whole tick-to-trade pipeline on a market
+whose target quotes go stale (order frames, rejections, actionable latency).
+"""
 
 import json
 import sys
@@ -9,12 +14,19 @@ from .codec.pcap import write_pcap
 from .device import RxFrame, message_latencies, open_rx_device
 from .feed import FeedConfig, generate_feed
 from .files import atomic_write
+from .pipeline_device import (CLOCK_NS, ModelPipelineDevice, actionable_latencies, golden_order_records,
+                              latency_summary, open_pipeline_device, sent_order_records, summarize)
+from .pipeline_model import stock_directory
+from .strategy import resolve_instruments
 
-__all__ = ["run_demo", "DEMO_FEED"]
+__all__ = ["run_demo", "DEMO_FEED", "DEMO_SNIPE_FEED"]
 
 #: A morning's order flow over eight instruments, with a few lost, repeated and damaged packets.
 DEMO_FEED = FeedConfig(seed=1, messages=20_000, gap_probability=0.002, duplicate_probability=0.005,
                        reorder_probability=0.002, corrupt_probability=0.005)
+#: A lead instrument whose price moves first and a target whose market maker is slow to follow
+#: (``tick2trade feed generate --scenario snipe --seed 1 --messages 20000``).
+DEMO_SNIPE_FEED = FeedConfig(seed=1, messages=20_000, scenario="snipe")
 
 
 def _write_jsonl(path, records):
@@ -36,11 +48,29 @@ class _Steps:
         print(f" {text}({time.monotonic() - self._start:.1f} s)", flush=True)
 
 
-def run_demo(out_dir, simulator="verilator"):
-    """Write feed.pcap, golden.jsonl, hw.jsonl and summary.json under ``out_dir``; 0 if they agree."""
+def run_demo(out_dir, strategy, simulator="verilator"):
+    """Both parts of the demo, files under ``out_dir``; 0 if the gateware agrees with the golden model in both.
+
+    ``strategy`` is a loaded strategy file (``examples/strategy.toml`` from
+    ``make demo``); its instruments are found in the snipe feed.
+    """
     out_dir = Path(out_dir)
+    receive = _receive_path(out_dir, simulator)
+    print()
+    trading = _tick_to_trade(out_dir, strategy, simulator)
+    with atomic_write(out_dir / "summary.json", "w", encoding="utf-8") as file:
+        json.dump({"receive_path": receive, "tick_to_trade": trading}, file, indent=2)
+    print(f"  summary of both parts: {out_dir}/summary.json")
+    if not (receive["agree"] and trading["agree"]):
+        print("tick2trade demo: the gateware disagrees with the golden model", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _receive_path(out_dir, simulator):
+    """Part 1: feed.pcap decoded by the model (golden.jsonl) and the gateware (hw.jsonl); the summary."""
     steps = _Steps()
-    print("tick2trade demo: the market-data receive path, gateware against golden model")
+    print("tick2trade demo, part 1: the market-data receive path, gateware against golden model")
 
     steps.start(f"generating a feed of {DEMO_FEED.messages} order-flow messages")
     records = generate_feed(DEMO_FEED)
@@ -60,14 +90,6 @@ def run_demo(out_dir, simulator="verilator"):
 
     latencies = message_latencies(frames, hw)
     agree = hw.messages == golden.messages and hw.counters == golden.counters
-    summary = {
-        "frames": len(frames), "messages": len(hw.messages), "agree": agree,
-        "latency_cycles": {"min": min(latencies), "max": max(latencies)},
-        "counters": {"gateware": hw.counters, "golden": golden.counters},
-    }
-    with atomic_write(out_dir / "summary.json", "w", encoding="utf-8") as file:
-        json.dump(summary, file, indent=2)
-
     print()
     print(f"  {'counter':<24}{'gateware':>10}{'golden':>10}")
     for name, value in hw.counters.items():
@@ -75,11 +97,57 @@ def run_demo(out_dir, simulator="verilator"):
             print(f"  {name:<24}{value:>10}{golden.counters.get(name, 0):>10}")
     print()
     print(f"  decode latency: {min(latencies)}..{max(latencies)} cycles from a message's last byte at rx "
-          f"({max(latencies) * 6.4:.1f} ns at 156.25 MHz)")
+          f"({max(latencies) * CLOCK_NS:.1f} ns at 156.25 MHz)")
     print(f"  gateware and golden model {'agree, message for message' if agree else 'DISAGREE'}")
-    print(f"  files: {out_dir}/feed.pcap, golden.jsonl, hw.jsonl, summary.json")
+    print(f"  files: {out_dir}/feed.pcap, golden.jsonl, hw.jsonl")
     print(f"  compare yourself: diff {out_dir}/golden.jsonl {out_dir}/hw.jsonl")
-    if not agree:
-        print("tick2trade demo: the gateware disagrees with the golden model", file=sys.stderr)
-        return 1
-    return 0
+    return {
+        "frames": len(frames), "messages": len(hw.messages), "agree": agree,
+        "latency_cycles": {"min": min(latencies), "max": max(latencies)},
+        "counters": {"gateware": hw.counters, "golden": golden.counters},
+    }
+
+
+def _tick_to_trade(out_dir, strategy, simulator):
+    """Part 2: snipe.pcap through the model (golden_orders.pcap) and the gateware (hw_orders.pcap)."""
+    steps = _Steps()
+    print("tick2trade demo, part 2: tick to trade, stale quotes sniped by the gateware and by the golden model")
+
+    config = DEMO_SNIPE_FEED
+    steps.start(f"generating a market of {config.messages} messages where {config.instruments[1]}'s quotes "
+                f"go stale against {config.instruments[0]}")
+    records = generate_feed(config)
+    write_pcap(out_dir / "snipe.pcap", records)
+    frames = [RxFrame(record.data) for record in records]
+    directory = stock_directory(frames)
+    resolve_instruments(strategy, directory)
+    steps.done(f"{len(frames)} frames ")
+
+    steps.start("trading it with the golden model")
+    golden = ModelPipelineDevice(strategy, directory=directory)
+    want = golden.run(frames)
+    write_pcap(out_dir / "golden_orders.pcap", golden_order_records(records, golden.model.orders))
+    steps.done(f"{len(want.frames)} orders ")
+
+    steps.start(f"trading it with the gateware on {simulator} (the first run builds the simulator)")
+    got = open_pipeline_device(simulator, strategy).run(frames, idle_probability=0.05, seed=1)
+    sent = sent_order_records(got)
+    write_pcap(out_dir / "hw_orders.pcap", sent)
+    steps.done(f"{len(sent)} orders ")
+
+    agree = ([record.data for record in sent] == [frame.data for frame in want.frames]
+             and got.counters == want.counters and got.state == want.state)
+    latencies = actionable_latencies(frames, got, golden.model.orders) if agree else []
+    summary = summarize(got, strategy, latencies)
+    rejected = {reason: count for reason, count in summary["rejections"].items() if count}
+    cycles = latency_summary(latencies)
+    print()
+    print(f"  orders sent: {summary['orders']} (every one an OUCH Enter Order, immediate-or-cancel)")
+    print(f"  rejected by the risk gate: {rejected or 'none'}")
+    if latencies:
+        print(f"  actionable latency, trigger field's last byte at rx to the order's first beat at tx: "
+              f"min {cycles['min']}, p50 {cycles['p50']}, max {cycles['max']} cycles "
+              f"({cycles['p50'] * CLOCK_NS:.1f} ns p50 at 156.25 MHz)")
+    print(f"  gateware and golden model {'agree, order frame for order frame' if agree else 'DISAGREE'}")
+    print(f"  files: {out_dir}/snipe.pcap, golden_orders.pcap, hw_orders.pcap (open them in Wireshark)")
+    return {**summary, "agree": agree}

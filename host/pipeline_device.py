@@ -3,9 +3,10 @@
 A pipeline device is configured from a strategy file through the registers
 (the same writes a host makes on a board), takes frames as the MAC delivers
 them, and gives back the order frames that left ``tx`` with the cycle their
-first beat was accepted, the counters and the latency probes. Backends: the
-Amaranth simulator, cocotb on Verilator or Icarus, and the golden model (no
-timing). The CLI and the tests go through ``open_pipeline_device``.
+first beat was accepted, the counters and the latency probes. Backends:
+cocotb on Verilator or Icarus, and the golden model (no timing); the
+Amaranth simulator runs the receive path only (``host/device.py``). The CLI
+and the tests go through ``open_pipeline_device``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .strategy import LEAD_SLOT, TARGET_SLOT, StrategyFile
 
 __all__ = ["TxFrame", "PipelineResult", "register_writes", "bus_writes", "open_pipeline_device", "CLOCK_NS",
            "PROBE_DEPTH", "STATE_REGISTERS", "TRIGGER_FIELD_END", "message_spans", "actionable_latencies",
-           "latency_summary", "summarize"]
+           "latency_summary", "summarize", "sent_order_records", "golden_order_records"]
 
 #: The 10GbE reference clock's period: pcap timestamps of simulated order frames are cycle x this.
 CLOCK_NS = 6.4
@@ -111,12 +112,11 @@ def open_pipeline_device(backend, strategy: StrategyFile, **options):
     """A pipeline device for ``backend`` (one of BACKENDS) configured for ``strategy`` (resolved)."""
     if backend == "model":
         return ModelPipelineDevice(strategy, **options)
-    if backend == "amaranth":
-        from ..sim.amaranth_device import AmaranthPipelineDevice
-        return AmaranthPipelineDevice(strategy, **options)
     if backend in ("verilator", "icarus"):
         from ..sim.cocotb_device import CocotbPipelineDevice
         return CocotbPipelineDevice(strategy, simulator=backend, **options)
+    if backend == "amaranth":
+        raise DeviceError("the whole pipeline has no Amaranth-simulator backend; use verilator or icarus")
     raise DeviceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -176,6 +176,22 @@ def actionable_latencies(frames, result: PipelineResult, orders) -> list[int]:
         last_byte = start + TRIGGER_FIELD_END[type_] - 1
         latencies.append(frame.cycle - result.beat_cycles[order.source_frame][last_byte // BEAT_BYTES])
     return latencies
+
+
+def sent_order_records(result: PipelineResult) -> list:
+    """The order frames a device sent (aborted ones left out) as pcap records at cycle x ``CLOCK_NS``."""
+    from .codec.pcap import PcapRecord
+    return [PcapRecord(round(frame.cycle * CLOCK_NS), frame.data) for frame in result.frames if not frame.aborted]
+
+
+def golden_order_records(feed_records, orders) -> list:
+    """The golden model's order frames as pcap records, each at the time of the feed frame behind it.
+
+    ``feed_records`` are the feed's pcap records, ``orders`` the model's
+    ``ModelOrder`` list (the model has no clock).
+    """
+    from .codec.pcap import PcapRecord
+    return [PcapRecord(feed_records[order.source_frame].ts_ns, order.frame) for order in orders]
 
 
 def latency_summary(latencies) -> dict:

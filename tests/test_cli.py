@@ -153,3 +153,12 @@ def test_bad_strategy_gives_one_line_and_writes_nothing(snipe_feed, tmp_path, ed
     assert status == 2 and stdout == ""
     assert stderr.count("\n") == 1 and message in stderr and "Traceback" not in stderr
     assert not out.exists()
+
+
+def test_demo_with_a_bad_strategy_file_gives_one_line_before_running(tmp_path):
+    config = tmp_path / "strategy.toml"
+    config.write_text(EXAMPLE_STRATEGY.read_text().replace("max_qty = 500", "max_qty = -3"))
+    status, stdout, stderr = run_cli("demo", "--out", tmp_path / "demo", "--config", config)
+    assert status == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "risk.max_qty: must be an integer" in stderr
+    assert not (tmp_path / "demo").exists()

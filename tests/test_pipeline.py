@@ -16,7 +16,7 @@ import dpkt
 import pytest
 
 from tick2trade.hdl.order_types import RejectReason
-from tick2trade.host.device import RxFrame
+from tick2trade.host.device import DeviceError, RxFrame
 from tick2trade.host.feed import FeedConfig, generate_feed
 from tick2trade.host.pipeline_device import (PROBE_DEPTH, ModelPipelineDevice, actionable_latencies,
                                              message_spans, open_pipeline_device)
@@ -236,3 +236,8 @@ def test_bad_input_never_produces_an_order(simulator_long):
     assert_same_orders(got, want)
     assert got.counters == want.counters
     assert want.counters["packets_bad"] > 0 and want.counters["book_gap"] > 0
+
+
+def test_amaranth_backend_is_refused_with_a_clear_error():
+    with pytest.raises(DeviceError, match="no Amaranth-simulator backend"):
+        open_pipeline_device("amaranth", strategy_with())

@@ -88,7 +88,7 @@ class StandIn(wiring.Component):
 REPORT_KEYS = {
     "device", "package", "speed", "luts", "ffs", "brams", "carry", "lutram", "dsp",
     "harness", "per_module", "device_utilisation", "fmax_mhz", "target_mhz", "timing_met",
-    "critical_path", "tools", "seconds",
+    "critical_path", "tools", "seconds", "seed", "router",
 }
 
 
@@ -125,6 +125,7 @@ def test_report_has_every_key_and_is_written(standin_report):
 def test_report_values_are_sane(standin_report):
     report, _, _ = standin_report
     assert (report["device"], report["package"], report["speed"]) == ("LFE5U-85F", "CABGA381", 6)
+    assert (report["seed"], report["router"]) == (1, "router1")
     assert report["luts"] > 0
     assert report["ffs"] >= StandIn.MIN_FFS
     assert report["carry"] >= 64 // 2          # a 64-bit adder is 32 CCU2C at least
@@ -173,9 +174,11 @@ def test_failing_tool_raises_with_log_tail(tmp_path):
     assert "Unsupported package 'NOPE'" in message
 
 
-def test_unknown_device_is_refused_before_running_tools(tmp_path):
-    with pytest.raises(SynthError, match="unknown device"):
-        synthesize(StandIn(), name="standin", out_dir=tmp_path, device="LFE5U-99F")
+@pytest.mark.parametrize("option, message", [({"device": "LFE5U-99F"}, "unknown device"),
+                                             ({"router": "router3"}, "unknown router")])
+def test_unknown_device_or_router_is_refused_before_running_tools(tmp_path, option, message):
+    with pytest.raises(SynthError, match=message):
+        synthesize(StandIn(), name="standin", out_dir=tmp_path, **option)
     assert not any(tmp_path.iterdir())
 
 
