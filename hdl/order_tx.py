@@ -38,8 +38,8 @@ from .moldudp64_rx import PacketEnd
 from .order_types import PACKET_INDEX_WIDTH, STAMP_WIDTH, OrderRequest, Side
 from .stream import BEAT_BYTES, Beat, rx_stream
 
-__all__ = ["OrderTx", "OrderTxEvents", "TxState", "FRAME_BYTES", "FRAME_BEATS", "ORDER_TX_LATENCY",
-           "PROBE_DEPTH", "TCP_SEQ_STEP", "TEMPLATE_SETTLE_CYCLES"]
+__all__ = ["OrderTx", "OrderTxEvents", "TxState", "Confirmation", "FRAME_BYTES", "FRAME_BEATS",
+           "ORDER_TX_LATENCY", "PROBE_DEPTH", "TCP_SEQ_STEP", "TEMPLATE_SETTLE_CYCLES", "CONFIRM_CYCLES"]
 
 #: Bytes of an order frame (no FCS).
 FRAME_BYTES = 106
@@ -54,6 +54,9 @@ TCP_SEQ_STEP = 52
 #: Cycles the template and symbol registers must hold still before an order is accepted (the
 #: sums ahead need them to settle).
 TEMPLATE_SETTLE_CYCLES = 8
+#: Cycles after a fast order's acceptance (1 to this) in which the exact order must arrive at ``orders``
+#: to confirm its frame.
+CONFIRM_CYCLES = 16
 
 _LAST_BEAT = FRAME_BEATS - 1
 _ETHERNET_BYTES = 14
@@ -63,6 +66,9 @@ _TCP_SEGMENT_BYTES = FRAME_BYTES - _TCP_OFFSET
 _IPPROTO_TCP = 6
 _TCP_CHECKSUM_BEAT = (_TCP_OFFSET + 16) // BEAT_BYTES
 _HISTORY_DEPTH = 1 << PACKET_INDEX_WIDTH
+#: The fields an exact order must share with a fast frame's order to confirm it (not the fair value:
+#: it only feeds the risk gate's collar).
+_CONFIRMED_FIELDS = ("slot", "side", "price", "shares", "stamp")
 
 
 class _Source(py_enum.Enum):
@@ -84,13 +90,26 @@ class TxState(enum.Enum, shape=2):
     """What the transmitter is doing."""
     IDLE = 0          # no frame: the next order's first beat is loaded as soon as it is valid
     SEND = 1          # a frame beat is at tx
-    WAIT_PACKET = 2   # the last beat waits for the order's packet to end (tx has no beat)
+    HOLD_LAST = 2     # the last beat waits for the order's packet to end, and for a fast frame's
+                      # confirmation or abort (tx has no beat)
+
+
+class Confirmation(enum.Enum, shape=3):
+    """Where the frame going out stands with the exact path: a frame's own state, beside ``TxState``."""
+    EXACT = 0         # its order came from `orders`: nothing to confirm
+    PENDING = 1       # a fast frame whose exact order has not been seen: its last beat is held
+    COMPARED = 2      # the exact order, valid in the last cycle, was compared (registered field by field):
+                      # the verdict is taken now, and the order consumed if it is the same
+    CONFIRMED = 3     # a fast frame whose exact order was the same (and consumed)
+    ABORT = 4         # a fast frame whose exact order differed or did not come in time: its last beat has err
 
 
 class OrderTxEvents(data.Struct):
     """One strobe per counter of this stage, one cycle after the frame's last beat left."""
-    orders_sent: 1
-    orders_aborted: 1
+    orders_sent: 1      # no err (fast frames included)
+    orders_aborted: 1   # err because the order's packet ended bad (not an unconfirmed fast frame)
+    fast_confirmed: 1   # a fast frame the exact order confirmed (its packet may still have ended bad)
+    fast_aborted: 1     # err because a fast frame was not confirmed
 
 
 def _field_bytes(value, length):
@@ -218,6 +237,42 @@ class OrderTx(wiring.Component):
     ``err`` set (the MAC ends the frame with a bad FCS), ``orders_aborted``
     counts it and neither ``tcp_seq`` nor ``token_counter`` advances.
 
+    Fast orders (docs/pipeline.md, "The fast path", point 2). The fast path
+    offers an order it predicts at ``fast`` for one cycle. It is accepted
+    (``fast_taken``) only when an order from ``orders`` could be accepted
+    now, ``orders.valid`` is low (an exact order waiting always goes first)
+    and no fast frame is unconfirmed (implied: an unconfirmed frame holds its
+    last beat, so it is always in the way); otherwise it is dropped. An
+    accepted fast order makes its frame exactly as an order from ``orders``
+    would (contents, token, sequence number, probe, first beat one cycle
+    later), but the frame is unconfirmed, and its last beat is held (as for
+    the packet end, which still applies) until the exact path has spoken:
+
+    - the first order valid at ``orders`` in the ``CONFIRM_CYCLES`` cycles
+      after the fast order's acceptance is compared with it (``slot``,
+      ``side``, ``price``, ``shares``, ``stamp``; not the fair value). The
+      same: it is consumed and the frame is confirmed; it then ends like any
+      other (``err`` only if its packet ended bad, counted by
+      ``orders_aborted``), and ``fast_confirmed`` counts it. A different one:
+      it is not consumed, the frame is aborted, and the exact order is
+      accepted as the aborted frame's last beat leaves, as any waiting order;
+    - no order in those cycles: the frame is aborted.
+
+    An aborted fast frame's last beat has ``err``; ``fast_aborted`` counts it
+    (and not ``orders_aborted``), and neither ``tcp_seq`` nor
+    ``token_counter`` advances, so the next frame reuses its token and
+    sequence number.
+
+    The compare (113 bits) is registered field by field: the verdict on an
+    exact order valid in cycle ``t`` is taken in cycle ``t + 1`` from those
+    registers, and a matching order is consumed then (``orders.ready``; its
+    valid and payload hold until then, as the stream rules ask). The last
+    beat may be loaded from cycle ``t + 1``, so a held last beat is valid in
+    cycle ``t + 2``; without an exact order, ``CONFIRM_CYCLES + 2`` cycles
+    after acceptance. An exact order arriving 12 cycles after the fast one
+    (the fast path's case) never delays the last beat; 13 cycles after (a
+    replace) delays it by one cycle when ``tx`` takes every beat.
+
     Template and symbol registers are read as the beats are made, and summed
     ahead for the checksums: they must hold still for ``TEMPLATE_SETTLE_CYCLES``
     cycles before an order is accepted and while its frame goes out.
@@ -231,6 +286,11 @@ class OrderTx(wiring.Component):
     --------------------
     orders : In(stream of OrderRequest)
         Accepted orders; ``slot`` must be below ``slots``.
+    fast : In(stream of OrderRequest, no backpressure)
+        Orders predicted by the fast path, each offered for one cycle;
+        ``slot`` must be below ``slots``.
+    fast_taken : Out(1)
+        The order at ``fast`` is accepted in this cycle (combinational).
     tx : Out(stream of Beat)
         Order frames: frame byte ``8n + k`` in beat ``n`` lane ``k``; ``keep``
         all ones but on the last beat (0b11); ``err`` on the last beat of an
@@ -263,6 +323,8 @@ class OrderTx(wiring.Component):
         self.slots = slots
         super().__init__({
             "orders": In(stream.Signature(OrderRequest)),
+            "fast": In(rx_stream(OrderRequest)),
+            "fast_taken": Out(1),
             "tx": Out(stream.Signature(Beat)),
             "packet_end": In(rx_stream(PacketEnd)),
             "dst_mac": In(48),
@@ -303,19 +365,38 @@ class OrderTx(wiring.Component):
         # The last beat loaded for tx is a frame's last (at tx, or gone): no frame in the way of an order.
         frame_done = Signal(init=1)
         last_leaves = tx.valid & frame_done & tx.ready
-        accept = self.orders.valid & self.orders.ready
-        m.d.comb += self.orders.ready.eq(frame_done & (~tx.valid | tx.ready))
+        # An order can be accepted now: no frame in the way (its last beat gone, or leaving).
+        can_accept = frame_done & (~tx.valid | tx.ready)
+        offered = self.orders.valid | self.fast.valid
+        m.d.comb += self.fast_taken.eq(self.fast.valid & can_accept & ~self.orders.valid)
+        start = offered & can_accept  # a frame's order is accepted
+
+        # The bits of `slot` that can be set (it is below `slots`): they alone select a symbol, which keeps
+        # that mux short.
+        slot_bits = max(1, (self.slots - 1).bit_length())
+
+        def accepted(value_of):
+            """``value_of`` the order accepted when one is (an exact one goes first): the source is chosen
+            last, as `orders.valid` is late and drives many of these."""
+            return Mux(self.orders.valid, value_of(self.orders.p), value_of(self.fast.p))
+
+        confirmation = Signal(Confirmation)
+        confirmed_now = Signal()  # `orders` confirms the fast frame: taken, without a frame of its own
+        m.d.comb += self.orders.ready.eq(can_accept | confirmed_now)
 
         # The frame's own values, taken when its order is accepted.
         frame = Signal(OrderRequest)
         frame_symbol = Signal(64)
-        advance = last_leaves & ~out.err
+        # A good last beat (no err) is at tx: its leaving advances the counters. Kept as a register of its
+        # own, so that only the late `tx.ready` stands between it and the counters.
+        good_last = Signal()
+        advance = good_last & tx.ready
         frame_seq = Signal(32)
         frame_token = Signal(32)
         seq_next = _host_counter(m, self.tcp_seq, self.tcp_seq_write, self.tcp_seq_data, TCP_SEQ_STEP,
-                                 advance, accept, "tcp_seq")
+                                 advance, start, "tcp_seq")
         token_next = _host_counter(m, self.token_counter, self.token_counter_write, self.token_counter_data, 1,
-                                   advance, accept, "token_counter")
+                                   advance, start, "token_counter")
         token_text = Signal(64)  # the counter's 8 hex digits, the most significant digit first on the wire
         m.d.comb += token_text.eq(Cat(*[_hex_digit(frame_token[4 * k:4 * k + 4]) for k in range(8)]))
 
@@ -390,11 +471,11 @@ class OrderTx(wiring.Component):
         # checksum by one more; beat n is loaded at the end of the (n + 1)th cycle from acceptance.
         assert 1 + tcp_sum_cycles + 1 <= _TCP_CHECKSUM_BEAT
 
-        with m.If(accept):
+        with m.If(start):
             m.d.sync += [
-                frame.eq(self.orders.p),
-                frame_symbol.eq(self.symbols[self.orders.p.slot]),
-                frame_symbol_sum.eq(Array(symbol_sums)[self.orders.p.slot]),
+                frame.eq(accepted(lambda order: order)),
+                frame_symbol.eq(accepted(lambda order: self.symbols[order.slot[:slot_bits]])),
+                frame_symbol_sum.eq(accepted(lambda order: Array(symbol_sums)[order.slot[:slot_bits]])),
                 frame_seq.eq(seq_next),
                 frame_token.eq(token_next),
             ]
@@ -404,7 +485,7 @@ class OrderTx(wiring.Component):
         m.submodules.packet_history = packet_history = Memory(shape=1, depth=_HISTORY_DEPTH, init=[])
         history_write = packet_history.write_port()
         # Not transparent: a packet's bad bit, written as it ends, is read back in the next cycle,
-        # in time for `packet_ended`, which shows the end two cycles after it.
+        # in time for `last_free`, which shows the end two cycles after it.
         history_read = packet_history.read_port()
         with m.If(self.packet_end.valid):
             m.d.sync += packet_count.eq(packet_count + 1)
@@ -414,9 +495,34 @@ class OrderTx(wiring.Component):
             history_write.en.eq(self.packet_end.valid),
             history_read.addr.eq(frame.stamp.packet),
         ]
-        packet_ended = Signal()  # the frame's packet has ended (settled two cycles after acceptance)
-        m.d.sync += packet_ended.eq(packet_count != frame.stamp.packet)
         packet_bad = history_read.data
+
+        # A fast frame's confirmation: the first order at `orders` after its acceptance is compared with
+        # its own, field by field into registers (the compare is wide), and the verdict taken from them in
+        # the next cycle, while that order still waits at `orders`.
+        confirm_left = Signal(range(CONFIRM_CYCLES + 1))  # cycles left for the exact order, this one included
+        same_fields = Signal(len(_CONFIRMED_FIELDS))
+        m.d.sync += same_fields.eq(Cat(*[Value.cast(getattr(self.orders.p, name)) == Value.cast(getattr(frame, name))
+                                         for name in _CONFIRMED_FIELDS]))
+        pending = confirmation == Confirmation.PENDING
+        compared = confirmation == Confirmation.COMPARED
+        m.d.comb += confirmed_now.eq(compared & same_fields.all())
+        # A pending frame goes on waiting: no order at `orders` yet, and time left.
+        waits_on = pending & ~self.orders.valid & (confirm_left != 1)
+        m.d.sync += confirm_left.eq(Mux(pending, confirm_left - 1, CONFIRM_CYCLES))
+        with m.If(start):
+            m.d.sync += confirmation.eq(Mux(self.fast_taken, Confirmation.PENDING, Confirmation.EXACT))
+        with m.Elif(pending):
+            with m.If(~waits_on):
+                m.d.sync += confirmation.eq(Mux(self.orders.valid, Confirmation.COMPARED, Confirmation.ABORT))
+        with m.Elif(compared):
+            m.d.sync += confirmation.eq(Mux(confirmed_now, Confirmation.CONFIRMED, Confirmation.ABORT))
+        fast_aborting = (confirmation == Confirmation.ABORT) | compared & ~confirmed_now
+        # The last beat may be loaded: the frame's packet has ended (settled two cycles after acceptance)
+        # and it is not a fast frame still without its verdict. One register, as it gates the load of
+        # every beat register.
+        last_free = Signal()
+        m.d.sync += last_free.eq((packet_count != frame.stamp.packet) & ~Mux(start, self.fast_taken, waits_on))
 
         # The beats: load the next one into the output registers when tx takes the current one.
         beats = [Cat(*[Const(byte, 8) if isinstance(byte, int) else byte
@@ -424,25 +530,25 @@ class OrderTx(wiring.Component):
                  for n in range(FRAME_BEATS)]
         load = Signal()
         with m.Switch(state):
-            with m.Case(TxState.IDLE):
-                m.d.comb += load.eq(self.orders.valid)
-                with m.If(self.orders.valid):
+            with m.Case(TxState.IDLE):  # (an order can be accepted)
+                m.d.comb += load.eq(offered)
+                with m.If(offered):
                     m.d.sync += state.eq(TxState.SEND)
             with m.Case(TxState.SEND):
                 with m.If(tx.ready):
-                    with m.If(beat[_LAST_BEAT]):
-                        m.d.comb += load.eq(self.orders.valid)
-                        with m.If(~self.orders.valid):
+                    with m.If(beat[_LAST_BEAT]):  # (leaving: an order can be accepted)
+                        m.d.comb += load.eq(offered)
+                        with m.If(~offered):
                             m.d.sync += state.eq(TxState.IDLE)
                     with m.Elif(beat[_LAST_BEAT - 1]):
-                        m.d.comb += load.eq(packet_ended)
-                        with m.If(~packet_ended):
-                            m.d.sync += state.eq(TxState.WAIT_PACKET)
+                        m.d.comb += load.eq(last_free)
+                        with m.If(~last_free):
+                            m.d.sync += state.eq(TxState.HOLD_LAST)
                     with m.Else():
                         m.d.comb += load.eq(1)
-            with m.Case(TxState.WAIT_PACKET):
-                m.d.comb += load.eq(packet_ended)
-                with m.If(packet_ended):
+            with m.Case(TxState.HOLD_LAST):
+                m.d.comb += load.eq(last_free)
+                with m.If(last_free):
                     m.d.sync += state.eq(TxState.SEND)
 
         with m.If(load):
@@ -457,14 +563,17 @@ class OrderTx(wiring.Component):
                                 (1 << BEAT_BYTES) - 1)),
                 out.first.eq(beat[_LAST_BEAT]),
                 out.last.eq(loading_last),
-                out.err.eq(loading_last & packet_bad),
+                out.err.eq(loading_last & (packet_bad | fast_aborting)),
+                good_last.eq(loading_last & ~(packet_bad | fast_aborting)),
             ]
         with m.Elif(tx.ready):
-            m.d.sync += tx.valid.eq(0)
+            m.d.sync += [tx.valid.eq(0), good_last.eq(0)]
 
         m.d.sync += [
             self.events.orders_sent.eq(last_leaves & ~out.err),
-            self.events.orders_aborted.eq(last_leaves & out.err),
+            self.events.orders_aborted.eq(last_leaves & out.err & ~fast_aborting),
+            self.events.fast_confirmed.eq(last_leaves & (confirmation == Confirmation.CONFIRMED)),
+            self.events.fast_aborted.eq(last_leaves & fast_aborting),
         ]
 
         # Latency probes: (stamp.cycle, cycle the first beat left) by token counter modulo PROBE_DEPTH.

@@ -4,6 +4,11 @@ docs/pipeline.md is the contract; this module only wires the stages and
 their registers together:
 
     rx -> RxStages -> OrderBook -> Trigger -> RiskGate -> OrderTx -> tx
+                 \-> FastTrigger ------------------------/
+
+The fast path (``FastTrigger``) predicts some orders in the cycle their
+message is decoded; ``OrderTx`` starts their frames at once and keeps them
+only if the exact path's order agrees (docs/pipeline.md, "Latency").
 
 Every configuration register, strobe, host-settable state, status word and
 counter of every stage sits in one register block, so that the host (and
@@ -15,17 +20,25 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr import RegisterBlock, RegisterBus
-from .order_book import OrderBook
+from .fast_trigger import FAST_SETTLE_CYCLES, FastTrigger
+from .order_book import REPLACE_LATENCY, OrderBook
 from .order_tx import OrderTx
 from .order_types import PACKET_INDEX_WIDTH, STAMP_WIDTH
-from .risk_gate import RiskGate
+from .risk_gate import FORECAST_LATENCY, RISK_LATENCY, RiskGate
 from .rx_path import COUNTERS, RX_CONFIG, RX_LATENCY, RX_STROBES, RxStages, connect_registers
 from .stream import Beat, rx_stream
-from .trigger import Trigger
+from .trigger import TRIGGER_LATENCY, Trigger
 
-__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS"]
+__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES"]
 
 DEFAULT_SLOTS = 2
+#: Cycles the pipeline must go without a tracked message, request, order, frame, bad packet end
+#: or register write before the fast path may judge a message: long enough for the book to show
+#: the last message and the fast path's thresholds and the risk forecast to follow, for the
+#: strategy to make a request of it (which restarts the count), and for a request to leave the
+#: risk gate (an order restarts the count).
+QUIET_CYCLES = max(REPLACE_LATENCY + FAST_SETTLE_CYCLES + FORECAST_LATENCY, REPLACE_LATENCY + TRIGGER_LATENCY,
+                   RISK_LATENCY)
 
 #: Strategy registers, with their reset values (0 = off, and so on).
 TRIGGER_CONFIG = {"strategy": 0, "lead_slot": 0, "target_slot": 1, "edge": 0, "order_size": 0,
@@ -85,6 +98,7 @@ class Pipeline(wiring.Component):
         self._trigger = Trigger(slots=slots)
         self._risk = RiskGate()
         self._order_tx = OrderTx(slots=slots)
+        self._fast_trigger = FastTrigger(slots=slots)
         trigger, risk, order_tx = self._trigger, self._risk, self._order_tx
         config = dict(RX_CONFIG)
         config.update({f"locate_{slot}": (16, 0) for slot in range(slots)})
@@ -120,6 +134,7 @@ class Pipeline(wiring.Component):
         m.submodules.trigger = trigger = self._trigger
         m.submodules.risk_gate = risk = self._risk
         m.submodules.order_tx = order_tx = self._order_tx
+        m.submodules.fast_trigger = fast_trigger = self._fast_trigger
         m.submodules.registers = registers = self._registers
 
         # Cycle stamps: `cycle` counts from reset; `rx_cycle` lags it by the receive path's
@@ -133,7 +148,7 @@ class Pipeline(wiring.Component):
             m.d.sync += packets_ended.eq(packets_ended + 1)
 
         wiring.connect(m, wiring.flipped(self.rx), rx_stages.rx)
-        for consumer in (book, trigger):
+        for consumer in (book, trigger, fast_trigger):
             m.d.comb += [
                 consumer.messages.valid.eq(rx_stages.messages.valid),
                 consumer.messages.p.eq(rx_stages.messages.p),
@@ -148,6 +163,7 @@ class Pipeline(wiring.Component):
         wiring.connect(m, risk.orders, order_tx.orders)
         wiring.connect(m, order_tx.tx, wiring.flipped(self.tx))
         m.d.comb += order_tx.cycle.eq(cycle)
+        self._fast_path(m, fast_trigger, book, trigger, risk, order_tx, rx_stages, registers)
 
         # Registers.
         wiring.connect(m, wiring.flipped(self.csr), registers.bus)
@@ -181,3 +197,25 @@ class Pipeline(wiring.Component):
         for name in ("probe_trigger_cycle", "probe_tx_cycle"):
             m.d.comb += getattr(registers, name).eq(getattr(order_tx, name))
         return m
+
+    def _fast_path(self, m, fast_trigger, book, trigger, risk, order_tx, rx_stages, registers):
+        """The fast trigger's inputs, the ``quiet`` it needs, and its orders into the transmitter."""
+        m.d.comb += [
+            fast_trigger.tops.eq(book.tops),
+            fast_trigger.collar.eq(registers.collar),
+            risk.forecast_orders.eq(fast_trigger.forecast_orders),
+            fast_trigger.risk_ok.eq(risk.forecast),
+        ]
+        for slot in range(self.slots):
+            m.d.comb += fast_trigger.locates[slot].eq(getattr(registers, f"locate_{slot}"))
+        for name in ("strategy", "lead_slot", "target_slot", "edge", "order_size"):
+            m.d.comb += getattr(fast_trigger, name).eq(getattr(registers, name))
+        message = rx_stages.messages
+        tracked = message.valid & (message.p.gap | Cat(*(message.p.locate == getattr(registers, f"locate_{slot}")
+                                                          for slot in range(self.slots))).any())
+        busy = (tracked | trigger.requests.valid | risk.orders.valid | order_tx.tx.valid
+                | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
+        settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES)
+        m.d.sync += settling.eq(Mux(busy, QUIET_CYCLES, Mux(settling == 0, 0, settling - 1)))
+        m.d.comb += fast_trigger.quiet.eq(settling == 0)
+        wiring.connect(m, fast_trigger.fast, order_tx.fast)

@@ -37,6 +37,12 @@ cycles or more after their write; a request already inside the gate may be
 checked with old and new values mixed.
 ``rate_burst`` must change only with ``rate_burst_write`` (the bucket never
 holds more than ``rate_burst`` tokens).
+
+For the fast path (``hdl/fast_trigger.py``) the gate also forecasts, for
+the two orders a lead move would make, whether a request for each would
+pass every check but the collar (which depends on the fair value the move
+makes, and is the fast trigger's to check): the same checks, from the
+state as it stands, two cycles after their inputs.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -47,7 +53,8 @@ from amaranth.lib.wiring import In, Out
 from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, RejectReason, Side
 from .stream import rx_stream
 
-__all__ = ["RiskGate", "RiskEvents", "ORDER_QUEUE_DEPTH", "RISK_LATENCY", "DECISION_LATENCY", "LIMITS_LATENCY"]
+__all__ = ["RiskGate", "RiskEvents", "ForecastOrder", "FORECAST_LATENCY", "ORDER_QUEUE_DEPTH", "RISK_LATENCY",
+           "DECISION_LATENCY", "LIMITS_LATENCY"]
 
 #: Accepted orders the queue in front of the transmitter holds; a request finding it full is rejected busy.
 ORDER_QUEUE_DEPTH = 8
@@ -55,10 +62,18 @@ ORDER_QUEUE_DEPTH = 8
 DECISION_LATENCY = 4
 #: Cycles from a request at ``requests`` to the accepted order valid at ``orders`` (queue empty, ready high).
 RISK_LATENCY = DECISION_LATENCY + 1
+#: Cycles from ``forecast_orders`` (and the limits and state) to ``forecast`` showing them.
+FORECAST_LATENCY = 2
 #: Cycles from a write of a limit (other than the bucket's) to the first request sure to see it.
 LIMITS_LATENCY = 1
 
 _HALF = 16  # operand halves of the 16x16 partial products
+
+
+class ForecastOrder(data.Struct):
+    """An order the fast path may send, for the gate's forecast."""
+    price: PRICE_WIDTH
+    shares: SHARES_WIDTH
 
 
 class RiskEvents(data.Struct):
@@ -143,6 +158,12 @@ class RiskGate(wiring.Component):
         Strobe: the host wrote ``rate_burst``; the bucket is refilled to it.
     orders_done : In(32)
         Strobe-valued: a nonzero value subtracts that many from ``outstanding`` (not below 0).
+    forecast_orders : In(ArrayLayout(ForecastOrder, 2))
+        Two orders the fast path may send (index: the Side, a buy at 0).
+    forecast : Out(2)
+        Per order of ``forecast_orders``: a request for it (any fair value) would
+        pass every check but the collar, and the queue would take it if it is
+        empty. Registered, ``FORECAST_LATENCY`` cycles after its inputs.
     outstanding : Out(32)
         Accepted orders the host has not reported done.
     tokens : Out(32)
@@ -170,6 +191,8 @@ class RiskGate(wiring.Component):
             "rate_burst_write": In(1),
             "rate_period": In(32),
             "orders_done": In(32),
+            "forecast_orders": In(data.ArrayLayout(ForecastOrder, 2)),
+            "forecast": Out(2),
             "outstanding": Out(32),
             "tokens": Out(32),
             "events": Out(RiskEvents),
@@ -177,11 +200,31 @@ class RiskGate(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        self._request_checks(m)
+        outstanding_full, bucket_empty = self._request_checks(m)
+        self._forecast(m, outstanding_full, bucket_empty)
         return m
 
+    def _forecast(self, m, outstanding_full, bucket_empty):
+        """``forecast``: the checks but the collar on ``forecast_orders``, from the state as it is.
+
+        The same checks as a request gets, made on slowly changing inputs, so
+        that the fast path sends only orders the gate will accept: the product
+        is registered, then compared.
+        """
+        for side in Side:
+            order = self.forecast_orders[side.value]
+            product = Signal(PRICE_WIDTH + SHARES_WIDTH, name=f"forecast_{side.name.lower()}_notional")
+            passes = Signal(name=f"forecast_{side.name.lower()}_passes")  # the checks but the notional
+            room = self.max_long - self.position if side is Side.BID else self.position + self.max_short
+            m.d.sync += [
+                product.eq(order.price * order.shares),
+                passes.eq(~self.kill & (order.shares <= self.max_qty) & (room >= 0) & (order.shares <= room)
+                          & ~outstanding_full & ~bucket_empty),
+                self.forecast[side.value].eq(passes & (product <= self.max_notional)),
+            ]
+
     def _request_checks(self, m):
-        """Cycles c .. c+3: the checks on the request alone; then the decision (`_decide`)."""
+        """Cycles c .. c+3: the checks on the request alone; then the decision (`_decide`), whose flags it returns."""
         request = self.requests.p
 
         # Limits worked out ahead (registered), so that every compare is unsigned: the room of a
@@ -287,7 +330,7 @@ class RiskGate(wiring.Component):
             checked_checks.max_notional.eq(notional_over),
             checked_pass.eq(summed_valid & ~summed_checks.as_value().any()),
         ]
-        self._decide(m, checked, checked_valid, checked_checks, checked_pass)
+        return self._decide(m, checked, checked_valid, checked_checks, checked_pass)
 
     def _decide(self, m, checked, checked_valid, checked_checks, checked_pass):
         """Cycle c+4: outstanding, rate and queue room; the accepted order into the queue."""
@@ -319,6 +362,7 @@ class RiskGate(wiring.Component):
 
         self._outstanding(m, accept, outstanding_full)
         self._bucket(m, accept, bucket_empty)
+        return outstanding_full, bucket_empty
 
     def _outstanding(self, m, accept, outstanding_full):
         """``outstanding`` and its flag: an accept adds 1, then an ``orders_done`` amount subtracts.

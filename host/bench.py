@@ -73,7 +73,7 @@ def _pipeline_latency(backend, fmax, progress):
     result = open_pipeline_device(backend, strategy).run(frames, idle_probability=0.1, seed=1)
     latencies = actionable_latencies(frames, result, golden.model.orders)
     return {"simulator": backend, "strategy": "examples/strategy.toml",
-            **_latency_summary(latencies, fmax, count="orders")}
+            **_latency_summary(latencies, fmax, count="orders"), "fast_path": result.fast_path}
 
 
 def _synthesized_fmax():

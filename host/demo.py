@@ -148,6 +148,9 @@ def _tick_to_trade(out_dir, strategy, simulator):
         print(f"  actionable latency, trigger field's last byte at rx to the order's first beat at tx: "
               f"min {cycles['min']}, p50 {cycles['p50']}, max {cycles['max']} cycles "
               f"({cycles['p50'] * CLOCK_NS:.1f} ns p50 at 156.25 MHz)")
+    fast = got.fast_path
+    print(f"  fast path: {fast['fast_confirmed']} orders started in the cycle after their message was decoded "
+          f"and confirmed by the exact path, {fast['fast_aborted']} aborted")
     print(f"  gateware and golden model {'agree, order frame for order frame' if agree else 'DISAGREE'}")
     print(f"  files: {out_dir}/snipe.pcap, golden_orders.pcap, hw_orders.pcap (open them in Wireshark)")
     return {**summary, "agree": agree}

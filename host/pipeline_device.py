@@ -20,8 +20,8 @@ from .device import BACKENDS, DeviceError
 from .strategy import LEAD_SLOT, TARGET_SLOT, StrategyFile
 
 __all__ = ["TxFrame", "PipelineResult", "register_writes", "bus_writes", "open_pipeline_device", "CLOCK_NS",
-           "PROBE_DEPTH", "STATE_REGISTERS", "TRIGGER_FIELD_END", "message_spans", "actionable_latencies",
-           "latency_summary", "summarize", "sent_order_records", "golden_order_records"]
+           "PROBE_DEPTH", "STATE_REGISTERS", "FAST_PATH_COUNTERS", "TRIGGER_FIELD_END", "message_spans",
+           "actionable_latencies", "latency_summary", "summarize", "sent_order_records", "golden_order_records"]
 
 #: The 10GbE reference clock's period: pcap timestamps of simulated order frames are cycle x this.
 CLOCK_NS = 6.4
@@ -32,6 +32,8 @@ PROBE_DEPTH = 16
 #: trigger field whose last byte starts the actionable latency (DESIGN.md, "Latency, defined").
 TRIGGER_FIELD_END = {"A": 36, "F": 36, "E": 23, "C": 23, "X": 23, "D": 19, "U": 35, "P": 36}
 
+#: Counters of the fast path: frames it started that the exact path confirmed, and that it did not.
+FAST_PATH_COUNTERS = ("fast_confirmed", "fast_aborted")
 #: Registers read back after a run, besides the counters.
 STATE_REGISTERS = ("outstanding", "tokens", "tcp_seq", "token_counter", "book_unreliable")
 
@@ -50,13 +52,16 @@ class PipelineResult:
 
     ``frames``: order frames in the order they left; ``counters`` and
     ``state`` (outstanding, tokens, tcp_seq, token_counter): register values
-    at the end; ``probes``: the (trigger cycle, tx cycle) pairs of the last
-    orders, oldest first; ``beat_cycles``: for each input frame, the cycle of
-    each of its beats at ``rx`` (empty for the golden model).
+    at the end; ``fast_path``: the fast path's counters (``FAST_PATH_COUNTERS``:
+    they depend on timing, which the golden model does not have, so they
+    are apart and empty for it); ``probes``: the (trigger cycle, tx cycle)
+    pairs of the last orders, oldest first; ``beat_cycles``: for each input
+    frame, the cycle of each of its beats at ``rx`` (empty for the golden model).
     """
     frames: list
     counters: dict
     state: dict = dataclasses.field(default_factory=dict)
+    fast_path: dict = dataclasses.field(default_factory=dict)
     probes: list = dataclasses.field(default_factory=list)
     beat_cycles: list = dataclasses.field(default_factory=list)
 
@@ -219,6 +224,8 @@ def summarize(result: PipelineResult, strategy: StrategyFile, latencies=None) ->
         "state": {name: value for name, value in result.state.items() if name != "book_unreliable"},
         "counters": counters,
     }
+    if result.fast_path:
+        summary["fast_path"] = result.fast_path
     if latencies is not None:
         cycles = latency_summary(latencies)
         summary["latency_cycles"] = cycles

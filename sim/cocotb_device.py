@@ -80,8 +80,8 @@ class CocotbPipelineDevice:
     def run(self, frames, *, idle_probability=0.0, seed=0, tx_ready_probability=1.0, progress=None):
         """Drive ``frames`` (RxFrame) and return a PipelineResult with cycle numbers."""
         from ..hdl.pipeline import Pipeline
-        from ..host.pipeline_device import (PROBE_DEPTH, STATE_REGISTERS, PipelineResult, TxFrame, bus_writes,
-                                            register_writes)
+        from ..host.pipeline_device import (FAST_PATH_COUNTERS, PROBE_DEPTH, STATE_REGISTERS, PipelineResult, TxFrame,
+                                            bus_writes, register_writes)
         strategy = self._strategy
         dut = Pipeline(capacity=strategy.book_capacity, levels=strategy.book_levels)
         registers = dut.registers
@@ -104,6 +104,8 @@ class CocotbPipelineDevice:
         values = raw["registers"]
         return PipelineResult(
             frames=[TxFrame(bytes.fromhex(data), aborted, cycle) for data, aborted, cycle in raw["frames"]],
-            counters={name: value for name, value in values.items() if name not in STATE_REGISTERS},
+            counters={name: value for name, value in values.items()
+                      if name not in STATE_REGISTERS and name not in FAST_PATH_COUNTERS},
             state={name: values[name] for name in STATE_REGISTERS},
+            fast_path={name: values[name] for name in FAST_PATH_COUNTERS},
             probes=[tuple(pair) for pair in raw["probes"]], beat_cycles=raw["beat_cycles"])

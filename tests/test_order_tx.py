@@ -21,10 +21,22 @@ counter, with ``err`` on the last beat and no advance. Besides the bytes it
 checks the stream rules, the latency of the first beat, frames following each
 other without a gap, the last beat held until the packet ended, the event
 strobes, the final ``tcp_seq``/``token_counter`` and the latency probes.
+
+Fast orders (``fast``) are offered at random cycles, taken or not; after a
+taken one the bench plays the exact path: the same order 1..CONFIRM_CYCLES
+cycles later, one differing in one compared field, the same order a cycle too
+late, or nothing. The check works out from what was offered at ``orders``
+after each taken fast order whether its frame is confirmed (and the exact
+order consumed, without a frame of its own) or aborted (``err``, no advance,
+the next frame reusing its token and sequence number), when its last beat
+may leave, and which fast orders had to be taken (nothing in the way, no
+order valid at ``orders``), and replays the model over all frames in the
+order they started.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import random
 from dataclasses import dataclass, field
@@ -33,7 +45,7 @@ import dpkt
 import pytest
 from amaranth.sim import Simulator
 
-from tick2trade.hdl.order_tx import (FRAME_BEATS, FRAME_BYTES, ORDER_TX_LATENCY, PROBE_DEPTH,
+from tick2trade.hdl.order_tx import (CONFIRM_CYCLES, FRAME_BEATS, FRAME_BYTES, ORDER_TX_LATENCY, PROBE_DEPTH,
                                      TEMPLATE_SETTLE_CYCLES, OrderTx)
 from tick2trade.hdl.stream import BEAT_BYTES
 from tick2trade.host.order_tx_model import (OrderTemplate, OrderTxModel, order_frame, order_token,
@@ -202,6 +214,16 @@ def test_order_tx_rejects_bad_slots():
 # --- the gateware ------------------------------------------------------------------------------
 
 
+#: What the exact path does after a taken fast order, at ``orders``: "confirm", the same order (its
+#: fair value redrawn: it is not compared) 1..CONFIRM_CYCLES cycles after the fast order's acceptance;
+#: "differ", an order that differs from it in one compared field (each in turn), as soon; "late", the
+#: same order CONFIRM_CYCLES + 1 cycles after; "none", nothing. Other orders are not offered until
+#: the exact path's order is, or the confirmation window has passed.
+FAST_OUTCOMES = ("confirm", "differ", "late", "none")
+#: The fields the transmitter compares, as ``compared_fields`` names them.
+COMPARED_FIELDS = ("slot", "side", "price", "shares", "stamp_cycle", "packet")
+
+
 @dataclass
 class Scenario:
     """One simulation run: what is offered, and how the surroundings behave per cycle."""
@@ -221,6 +243,52 @@ class Scenario:
     template: OrderTemplate | None = None  # random unless given
     symbols: list | None = None        # random (``slots`` of them) unless given
     requests: list | None = None       # random (``orders`` of them) unless given
+    fast_orders: int = 0               # random orders offered at ``fast``, each for one cycle
+    fast_probability: float = 0.0      # a cycle offers the next one (once a packet has ended)
+    fast_outcomes: tuple = FAST_OUTCOMES  # after a taken fast order, one of these at random
+
+
+@dataclass(eq=False)
+class Offer:
+    """An order offered at ``orders`` (valid until taken) or at ``fast`` (valid for one cycle)."""
+    request: OrderRequest
+    stamp: tuple              # (cycle stamp, absolute packet number)
+    cycle: int                # first cycle valid
+    taken: int | None = None  # the cycle it was taken (``orders.ready``, ``fast_taken``); None if never
+
+
+def compared_fields(offer: Offer) -> dict:
+    """What an exact order must share with a fast one to confirm it (the packet index wraps at 256)."""
+    stamp_cycle, packet = offer.stamp
+    request = offer.request
+    return {"slot": request.slot, "side": request.side, "price": request.price, "shares": request.shares,
+            "stamp_cycle": stamp_cycle, "packet": packet % 256}
+
+
+def exact_order_of(rng: random.Random, fast: Offer, cycle: int, change: str | None, slots: int) -> Offer:
+    """The exact path's order for ``fast``, offered at ``cycle``: the same but for its fair value (not
+    compared), or with the compared field ``change`` changed (a packet by one, a number by one bit)."""
+    request = dataclasses.replace(fast.request, fair_value=rng.randrange(WRAP), fair_valid=rng.random() < 0.5)
+    stamp_cycle, packet = fast.stamp
+    if change == "slot":
+        request = dataclasses.replace(request, slot=(request.slot + rng.randrange(1, slots)) % slots)
+    elif change == "side":
+        request = dataclasses.replace(request, side=Side.ASK if request.side is Side.BID else Side.BID)
+    elif change in ("price", "shares"):
+        request = dataclasses.replace(request, **{change: getattr(request, change) ^ 1 << rng.randrange(32)})
+    elif change == "stamp_cycle":
+        stamp_cycle ^= 1 << rng.randrange(32)
+    elif change == "packet":
+        packet = packet - 1 if packet else 1  # fast orders come once a packet has ended: 1 is not ahead
+    return Offer(request, (stamp_cycle, packet), cycle)
+
+
+def order_payload(offer: Offer) -> dict:
+    stamp_cycle, packet = offer.stamp
+    request = offer.request
+    return {"slot": request.slot, "side": request.side, "price": request.price, "shares": request.shares,
+            "fair_value": request.fair_value, "fair_valid": request.fair_valid,
+            "stamp": {"cycle": stamp_cycle, "packet": packet % 256}}
 
 
 @dataclass
@@ -228,26 +296,29 @@ class Run:
     """What the bench saw."""
     template: OrderTemplate
     symbols: list
-    requests: list
-    stamps: list = field(default_factory=list)        # per order: (cycle stamp, absolute packet number)
-    offered: list = field(default_factory=list)       # per order: cycle first valid
-    accepted: list = field(default_factory=list)      # per order: acceptance cycle
+    orders: list = field(default_factory=list)        # each Offer at orders, in offer order
+    fast: list = field(default_factory=list)          # each Offer at fast, in offer order
     transfers: list = field(default_factory=list)     # (cycle, Beat fields) of every beat taken
     first_valid: list = field(default_factory=list)   # per frame: first cycle its first beat was valid
     last_valid: list = field(default_factory=list)    # per frame: first cycle its last beat was valid
     packet_ends: list = field(default_factory=list)   # per absolute packet: (cycle, bad)
     writes: list = field(default_factory=list)        # (cycle, name, value)
-    events: dict = field(default_factory=lambda: {"orders_sent": [], "orders_aborted": []})
+    events: dict = field(default_factory=lambda: {name: [] for name in ("orders_sent", "orders_aborted",
+                                                                       "fast_confirmed", "fast_aborted")})
     final: dict = field(default_factory=dict)
     probes: dict = field(default_factory=dict)
 
 
 def simulate(scenario: Scenario) -> Run:
     rng = random.Random(f"order_tx/{scenario.seed}")
+    # The fast orders draw from their own generator, so that runs without them keep their stimulus.
+    fast_rng = random.Random(f"order_tx_fast/{scenario.seed}")
     template = scenario.template or random_template(rng)
     symbols = scenario.symbols or random_symbols(rng, scenario.slots)
     requests = scenario.requests or [random_request(rng, scenario.slots) for _ in range(scenario.orders)]
-    run = Run(template, symbols, requests)
+    fast_requests = [random_request(fast_rng, scenario.slots) for _ in range(scenario.fast_orders)]
+    changes = [name for name in COMPARED_FIELDS if name != "slot" or scenario.slots > 1]
+    run = Run(template, symbols)
     dut = OrderTx(slots=scenario.slots)
 
     async def bench(ctx):
@@ -256,13 +327,19 @@ def simulate(scenario: Scenario) -> Run:
         for slot, symbol in enumerate(symbols):
             ctx.set(dut.symbols[slot], symbol_register(symbol))
         writes = {"tcp_seq": scenario.tcp_seq, "token_counter": scenario.token_counter}
-        offering = None
+        offering = None     # the Offer valid at orders
+        offered = 0         # of `requests`
+        follow = None       # the exact path's Offer for the last taken fast order, offered at its cycle
+        held_until = -1     # `requests` are not offered up to this cycle (a fast order's window)
+        differed = 0        # "differ" outcomes so far: the field changed goes round
         packets_ended = 0
         previous = None  # (valid, ready, payload) of the last cycle
         cycle = 0
-        frames_sent = 0
-        while frames_sent < len(requests):
-            assert cycle < 400 * len(requests) + 100, "the transmitter stalled"
+        first_beats = frames_sent = 0
+        last_take = -1   # the last cycle an order was taken at orders or fast (its frame may start then)
+        done = False
+        while not done:
+            assert cycle < 400 * (len(requests) + len(fast_requests)) + 100, "the transmitter stalled"
             ctx.set(dut.cycle, (scenario.cycle_base + cycle) % WRAP)
             started = cycle >= TEMPLATE_SETTLE_CYCLES
             ending = started and rng.random() < scenario.end_probability
@@ -271,19 +348,26 @@ def simulate(scenario: Scenario) -> Run:
                 bad = rng.random() < scenario.bad_probability
                 ctx.set(dut.packet_end.p.bad, bad)
                 run.packet_ends.append((cycle, bad))
-            if offering is None and started and len(run.offered) < len(requests) \
+            if follow is not None and follow.cycle == cycle:
+                assert offering is None
+                offering, follow = follow, None
+            elif offering is None and started and offered < len(requests) and cycle > held_until \
                     and rng.random() < scenario.offer_probability:
-                offering = len(run.offered)
                 packet = max(0, packets_ended - rng.randrange(scenario.max_packet_lag + 1))
-                stamp_cycle = rng.randrange(WRAP)
-                run.stamps.append((stamp_cycle, packet))
-                run.offered.append(cycle)
-                request = run.requests[offering]
-                ctx.set(dut.orders.p, {"slot": request.slot, "side": request.side, "price": request.price,
-                                       "shares": request.shares, "fair_value": request.fair_value,
-                                       "fair_valid": request.fair_valid,
-                                       "stamp": {"cycle": stamp_cycle, "packet": packet % 256}})
+                offering = Offer(requests[offered], (rng.randrange(WRAP), packet), cycle)
+                offered += 1
+            if offering is not None and offering.cycle == cycle:
+                run.orders.append(offering)
+                ctx.set(dut.orders.p, order_payload(offering))
             ctx.set(dut.orders.valid, offering is not None)
+            fast = None
+            if len(run.fast) < len(fast_requests) and started and packets_ended \
+                    and fast_rng.random() < scenario.fast_probability:
+                packet = max(0, packets_ended - fast_rng.randrange(scenario.max_packet_lag + 1))
+                fast = Offer(fast_requests[len(run.fast)], (fast_rng.randrange(WRAP), packet), cycle)
+                run.fast.append(fast)
+                ctx.set(dut.fast.p, order_payload(fast))
+            ctx.set(dut.fast.valid, fast is not None)
             ready = rng.random() < scenario.ready_probability
             ctx.set(dut.tx.ready, ready)
 
@@ -312,16 +396,33 @@ def simulate(scenario: Scenario) -> Run:
                     run.writes.append((cycle, name, writes_now[name]))
 
             if offering is not None and ctx.get(dut.orders.ready):
-                run.accepted.append(cycle)
+                offering.taken = last_take = cycle
                 offering = None
+            if ctx.get(dut.fast_taken):
+                assert fast is not None, f"cycle {cycle}: fast_taken without a fast order"
+                fast.taken = last_take = cycle
+                outcome = fast_rng.choice(scenario.fast_outcomes)
+                delay = fast_rng.choice([1, CONFIRM_CYCLES, fast_rng.randint(1, CONFIRM_CYCLES)])
+                if outcome == "late":
+                    delay = CONFIRM_CYCLES + 1
+                held_until = cycle + (CONFIRM_CYCLES if outcome == "none" else delay)
+                if outcome != "none":
+                    change = changes[differed % len(changes)] if outcome == "differ" else None
+                    differed += outcome == "differ"
+                    follow = exact_order_of(fast_rng, fast, cycle + delay, change, scenario.slots)
             if valid and ready:
                 run.transfers.append((cycle, payload))
+                first_beats += payload.first
                 frames_sent += payload.last
             events = ctx.get(dut.events)
             for name in run.events:
                 if getattr(events, name):
                     run.events[name].append(cycle)
             packets_ended += ending
+            # Done once all was offered and taken and no frame is going out or about to start.
+            done = (offered == len(requests) and len(run.fast) == len(fast_requests) and offering is None
+                    and follow is None and last_take < cycle and first_beats == frames_sent
+                    and (not valid or (ready and payload.last)))
             await ctx.tick()
             cycle += 1
         # drain: the last frame's event strobe, the final values, then the probes (read one cycle
@@ -329,6 +430,7 @@ def simulate(scenario: Scenario) -> Run:
         ctx.set(dut.tcp_seq_write, 0)
         ctx.set(dut.token_counter_write, 0)
         ctx.set(dut.packet_end.valid, 0)
+        ctx.set(dut.fast.valid, 0)
         events = ctx.get(dut.events)
         for name in run.events:
             if getattr(events, name):
@@ -371,49 +473,96 @@ def frames_of(run: Run) -> list[Frame]:
     return frames
 
 
-def check_run(scenario: Scenario, run: Run) -> dict:
+@dataclass
+class Verdict:
+    """What the contract makes of a taken fast order, from what was offered at ``orders`` after it."""
+    exact: Offer | None     # the first order offered in its confirmation window
+    confirmed: bool
+    cycle: int              # the first cycle in which its last beat may be loaded
+    changed: list           # the compared fields in which ``exact`` differs
+
+
+def verdict_of(run: Run, fast: Offer) -> Verdict:
+    window = [offer for offer in run.orders if fast.taken < offer.cycle <= fast.taken + CONFIRM_CYCLES]
+    if not window:
+        return Verdict(None, False, fast.taken + CONFIRM_CYCLES + 1, [])
+    exact = window[0]
+    ours, theirs = compared_fields(fast), compared_fields(exact)
+    changed = [name for name in COMPARED_FIELDS if ours[name] != theirs[name]]
+    # The compare is registered: the verdict holds, and a matching order is consumed, one cycle on.
+    return Verdict(exact, not changed, exact.cycle + 1, changed)
+
+
+def check_run(scenario: Scenario, run: Run) -> collections.Counter:
     """Compare a run with the model and the contract; a few figures of what the run exercised."""
     frames = frames_of(run)
-    assert len(frames) == len(run.accepted) == len(run.requests)
+    assert all(offer.taken is not None for offer in run.orders), "an order was never taken"
+    verdicts = {fast: verdict_of(run, fast) for fast in run.fast if fast.taken is not None}
+    confirming = {verdict.exact for verdict in verdicts.values() if verdict.confirmed}
+    for offer in confirming:
+        assert offer.taken == offer.cycle + 1, f"the order offered at {offer.cycle} confirms a fast order"
+    # Frames start with the orders taken at orders (but those that confirm one) and at fast.
+    starts = sorted([offer for offer in run.orders if offer not in confirming] + list(verdicts),
+                    key=lambda offer: offer.taken)
+    assert len(frames) == len(starts)
     model = OrderTxModel(run.template, run.symbols)
     writes = sorted(run.writes)
     applied = 0
-    events = {"orders_sent": [], "orders_aborted": []}
+    events = {name: [] for name in run.events}
     probes = {}
-    seen = {"aborted": 0, "waited": 0, "ended_during": 0, "back_to_back": 0, "writes_in_frames": 0}
-    previous_end = None
-    for k, frame in enumerate(frames):
-        accepted = run.accepted[k]
+    seen = collections.Counter()
+    previous_end = reusable = None
+    for k, (frame, offer) in enumerate(zip(frames, starts)):
+        accepted = offer.taken
         while applied < len(writes) and writes[applied][0] <= accepted:
             setattr(model, writes[applied][1], writes[applied][2])
             applied += 1
-        request = run.requests[k]
-        stamp_cycle, packet = run.stamps[k]
+        request = offer.request
+        stamp_cycle, packet = offer.stamp
         end_cycle, bad = run.packet_ends[packet]
+        verdict = verdicts.get(offer)
+        unconfirmed = verdict is not None and not verdict.confirmed
         seq, token = model.tcp_seq, model.token_counter
-        if bad:
+        if bad or unconfirmed:
             expected = order_frame(run.template, request, symbol=run.symbols[request.slot], tcp_seq=seq,
                                    token_counter=token)
         else:
             expected = model.send(request)
         assert frame.octets == expected, f"frame {k}"
-        assert frame.err == bad, f"frame {k}"
+        assert frame.err == (bad or unconfirmed), f"frame {k}"
         assert decode_order_frame(frame.octets) == expected_fields(run.template, request,
                                                                    run.symbols[request.slot], seq, token)
-        # Accepted at once when idle, else as the previous frame's last beat leaves; first beat one cycle on.
-        assert accepted == max(run.offered[k], previous_end if previous_end is not None else -1), f"frame {k}"
+        # Accepted at once when idle, else as the previous frame's last beat leaves (a fast order is
+        # taken only then: checked below); first beat one cycle on.
+        if verdict is None:
+            assert accepted == max(offer.cycle, previous_end if previous_end is not None else -1), f"frame {k}"
         assert run.first_valid[k] == accepted + ORDER_TX_LATENCY
-        # The last beat waits for the packet's end, and only for it.
-        assert run.last_valid[k] > end_cycle
+        # The last beat waits for the packet's end and a fast frame's verdict, and only for them.
+        release = verdict.cycle + 1 if verdict is not None else 0
+        assert run.last_valid[k] > end_cycle and run.last_valid[k] >= release, f"frame {k}"
         if end_cycle < accepted:
-            assert run.last_valid[k] == frame.cycles[-2] + 1
-        events["orders_aborted" if bad else "orders_sent"].append(frame.cycles[-1] + 1)
+            assert run.last_valid[k] == max(frame.cycles[-2] + 1, release), f"frame {k}"
+        left = frame.cycles[-1] + 1
+        if unconfirmed:
+            events["fast_aborted"].append(left)
+        else:
+            events["orders_aborted" if bad else "orders_sent"].append(left)
+            if verdict is not None:
+                events["fast_confirmed"].append(left)
         probes[token % PROBE_DEPTH] = (stamp_cycle, (scenario.cycle_base + frame.cycles[0]) % WRAP)
-        seen["aborted"] += bad
+        seen["aborted"] += bad and not unconfirmed
         seen["waited"] += run.last_valid[k] > frame.cycles[-2] + 1
         seen["ended_during"] += accepted <= end_cycle
         seen["back_to_back"] += previous_end is not None and accepted == previous_end
         seen["writes_in_frames"] += any(accepted < cycle <= frame.cycles[-1] for cycle, _, _ in writes)
+        if verdict is not None:
+            seen["fast_confirmed" if verdict.confirmed else "fast_aborted"] += 1
+            seen["fast_confirmed_bad"] += verdict.confirmed and bad
+            seen["fast_held"] += run.last_valid[k] == release and release > frame.cycles[-2] + 1
+            seen["fast_timed_out"] += verdict.exact is None
+            seen.update(f"changed_{name}" for name in verdict.changed)
+        seen["reused"] += (seq, token) == reusable  # after an unconfirmed fast frame
+        reusable = (seq, token) if unconfirmed else None
         previous_end = frame.cycles[-1]
     for _, name, value in writes[applied:]:
         setattr(model, name, value)
@@ -421,6 +570,20 @@ def check_run(scenario: Scenario, run: Run) -> dict:
     assert run.events == events
     for select, pair in probes.items():
         assert run.probes[select] == pair, f"probe {select}"
+    # A fast order is taken only when nothing is in the way: no frame (its last beat gone, or leaving),
+    # no order valid at orders.
+    ends = [(offer.taken, frame.cycles[-1], verdicts.get(offer)) for offer, frame in zip(starts, frames)]
+    for fast in run.fast:
+        cycle = fast.cycle
+        exact_waiting = any(offer.cycle <= cycle <= offer.taken for offer in run.orders)
+        before = [(end, verdict) for start, end, verdict in ends if start < cycle]
+        in_the_way = bool(before) and before[-1][0] > cycle
+        assert fast.taken == (None if exact_waiting or in_the_way else cycle), f"fast order at {cycle}"
+        if in_the_way:
+            verdict = before[-1][1]
+            seen["dropped_unconfirmed" if verdict is not None and cycle < verdict.cycle else "dropped_busy"] += 1
+        elif exact_waiting:
+            seen["dropped_exact_waiting"] += 1
     return seen
 
 
@@ -500,3 +663,92 @@ def test_checksum_corners(ip_target):
     scenario.requests = requests
     scenario.orders = len(requests)
     check_run(scenario, simulate(scenario))
+
+
+# --- fast orders -------------------------------------------------------------------------------
+
+
+def fast_run(scenario: Scenario) -> tuple[Run, collections.Counter, list]:
+    """Simulate and check ``scenario``; also the fast orders that were taken."""
+    run = simulate(scenario)
+    seen = check_run(scenario, run)
+    return run, seen, [fast for fast in run.fast if fast.taken is not None]
+
+
+def test_fast_order_confirmed():
+    """The same order at orders 1..CONFIRM_CYCLES cycles after (the ends included, some after the
+    last-but-one beat left): one good frame, first beat a cycle after the fast order was taken, the
+    exact order consumed without a frame of its own, tcp_seq and token_counter advanced once."""
+    scenario = Scenario(seed=50, orders=0, fast_orders=100, fast_probability=0.1, fast_outcomes=("confirm",),
+                        ready_probability=0.9, bad_probability=0.0, tcp_seq=WRAP - 52 * 10, token_counter=WRAP - 12)
+    run, seen, taken = fast_run(scenario)
+    assert len(taken) >= 20 and seen["fast_confirmed"] == len(taken) and seen["fast_held"] >= 5
+    assert len(frames_of(run)) == len(run.orders) == len(taken)
+    assert {exact.cycle - fast.taken for fast, exact in zip(taken, run.orders)} >= {1, CONFIRM_CYCLES}
+    assert len(run.events["fast_confirmed"]) == len(run.events["orders_sent"]) == len(taken)
+    assert run.final == {"tcp_seq": (scenario.tcp_seq + 52 * len(taken)) % WRAP,
+                         "token_counter": (scenario.token_counter + len(taken)) % WRAP}
+
+
+def test_fast_order_differs():
+    """An order at orders that differs in one compared field (each in turn, by one bit or one packet):
+    the fast frame ends with err, then the exact order's frame follows with the same token and
+    sequence number."""
+    scenario = Scenario(seed=60, orders=0, slots=3, fast_orders=150, fast_probability=0.1,
+                        fast_outcomes=("differ",), bad_probability=0.0)
+    run, seen, taken = fast_run(scenario)
+    assert seen["fast_aborted"] == seen["reused"] == len(taken) >= 20
+    assert all(seen[f"changed_{name}"] >= 3 for name in COMPARED_FIELDS)
+    assert len(frames_of(run)) == 2 * len(taken) and not run.events["fast_confirmed"]
+    assert len(run.events["fast_aborted"]) == len(run.events["orders_sent"]) == len(taken)
+
+
+@pytest.mark.parametrize("outcome", ["none", "late"])
+def test_fast_order_unconfirmed(outcome):
+    """No order at orders in the window ("late": the same order one cycle after it): the frame ends
+    with err once the window has passed, and nothing advances; a late order then goes out by itself."""
+    scenario = Scenario(seed=70, orders=0, fast_orders=80, fast_probability=0.1, fast_outcomes=(outcome,),
+                        tcp_seq=WRAP - 30, token_counter=WRAP - 3)
+    run, seen, taken = fast_run(scenario)
+    assert seen["fast_aborted"] == seen["fast_timed_out"] == len(taken) >= 10
+    assert len(run.events["fast_aborted"]) == len(taken)
+    if outcome == "none":
+        assert len(frames_of(run)) == len(taken)
+        assert run.final == {"tcp_seq": scenario.tcp_seq, "token_counter": scenario.token_counter}
+        assert not run.events["orders_sent"] and not run.events["orders_aborted"]
+    else:
+        assert seen["reused"] == len(taken) and len(frames_of(run)) == 2 * len(taken)
+
+
+def test_fast_order_not_taken():
+    """Fast orders offered while a frame is going out, while its exact order is unconfirmed, and while
+    an order waits at orders (or is offered in the same cycle): dropped, nothing changes."""
+    scenario = Scenario(seed=80, orders=40, offer_probability=0.05, fast_orders=200, fast_probability=0.3,
+                        ready_probability=0.8)
+    run, seen, taken = fast_run(scenario)
+    assert seen["dropped_busy"] >= 10 and seen["dropped_unconfirmed"] >= 10 and seen["dropped_exact_waiting"] >= 3
+    assert seen["fast_confirmed"] and seen["fast_aborted"]
+
+
+def test_fast_order_confirmed_bad_packet():
+    """A confirmed fast frame whose packet ends bad ends with err, counted by orders_aborted (and
+    fast_confirmed), not fast_aborted; nothing advances."""
+    scenario = Scenario(seed=90, orders=0, fast_orders=100, fast_probability=0.1, fast_outcomes=("confirm",),
+                        end_probability=0.05, bad_probability=0.5, max_packet_lag=1)
+    run, seen, taken = fast_run(scenario)
+    assert seen["fast_confirmed"] == len(taken) and 3 <= seen["fast_confirmed_bad"] < len(taken)
+    assert seen["ended_during"] >= 3 and not run.events["fast_aborted"]
+    assert len(run.events["orders_aborted"]) == seen["fast_confirmed_bad"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_fast_and_exact_orders_match_model(seed):
+    """Fast orders with every outcome among exact orders, tx.ready dropped, packets ending bad during
+    frames, host writes."""
+    scenario = Scenario(seed=100 + seed, slots=seed + 1, orders=40, offer_probability=0.04, fast_orders=150,
+                        fast_probability=0.08, tcp_seq=WRAP - 52 * 20 - seed, token_counter=WRAP - 25,
+                        cycle_base=WRAP - 300, write_probability=0.01, write_on_last_probability=0.3)
+    run, seen, taken = fast_run(scenario)
+    assert seen["fast_confirmed"] >= 5 and seen["fast_aborted"] >= 5 and seen["reused"] >= 3
+    assert seen["fast_timed_out"] and seen["fast_held"] and seen["aborted"] and seen["back_to_back"]
+    assert seen["dropped_busy"] and seen["dropped_exact_waiting"] and seen["writes_in_frames"]
