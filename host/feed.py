@@ -48,6 +48,8 @@ __all__ = [
     "generate_messages",
     "generate_packets",
     "generate_feed",
+    "start_of_day",
+    "FrameBuilder",
     "corrupt",
 ]
 
@@ -104,6 +106,21 @@ class FeedConfig:
 
 
 # --- the market ---------------------------------------------------------------
+
+
+def start_of_day(instruments: Iterable[tuple[int, str]], timestamps: Iterator[int]) -> Iterator[itch.Message]:
+    """The messages that open a day, tracking number 0: System Events 'O' and 'S', a Stock Directory
+    and a Stock Trading Action (trading) per (locate, symbol), System Event 'Q'; each message takes
+    the next of `timestamps`."""
+    instruments = list(instruments)
+    yield itch.SystemEvent(0, 0, next(timestamps), "O")
+    yield itch.SystemEvent(0, 0, next(timestamps), "S")
+    for locate, stock in instruments:
+        yield itch.StockDirectory(locate, 0, next(timestamps), stock, "Q", "N", 100, "N", "C", "", "P", "N", "N",
+                                  "1", "N", 0, "N")
+    for locate, stock in instruments:
+        yield itch.StockTradingAction(locate, 0, next(timestamps), stock, "T", " ", "")
+    yield itch.SystemEvent(0, 0, next(timestamps), "Q")
 
 
 class _Book:
@@ -170,15 +187,7 @@ class _Market:
         return itch.SystemEvent(0, 0, self.tick(), code)
 
     def preamble(self) -> Iterator[itch.Message]:
-        yield self.system_event("O")
-        yield self.system_event("S")
-        for book in self.books:
-            yield itch.StockDirectory(
-                book.locate, 0, self.tick(), book.stock, "Q", "N", 100, "N", "C", "", "P", "N", "N", "1",
-                "N", 0, "N")
-        for book in self.books:
-            yield itch.StockTradingAction(book.locate, 0, self.tick(), book.stock, "T", " ", "")
-        yield self.system_event("Q")
+        return start_of_day([(book.locate, book.stock) for book in self.books], iter(self.tick, None))
 
     def event(self) -> itch.Message:
         rng = self.rng
@@ -417,7 +426,7 @@ def generate_packets(config: FeedConfig, messages: Iterable[itch.Message] | None
         yield last_sent + 1, MoldPacket(config.session, sequence, end_of_session=True)
 
 
-class _FrameBuilder:
+class FrameBuilder:
     """Frames of the feed's addresses; `udp_frame` headers memoised by payload length.
 
     With the UDP checksum off (as NASDAQ sends it) the 42 header bytes
@@ -451,7 +460,7 @@ def generate_feed(config: FeedConfig) -> list[PcapRecord]:
     """
     rng = random.Random(f"faults/{config.seed}")
     kinds = tuple(CorruptKind) if config.corrupt_kinds is None else config.corrupt_kinds
-    builder = _FrameBuilder(config)
+    builder = FrameBuilder(config)
     records: list[PcapRecord] = []
     recent_good: list[bytes] = []
     for send_ns, packet in generate_packets(config):

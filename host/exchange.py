@@ -1,0 +1,753 @@
+"""The race's exchange: price-time priority matching, OUCH in, ITCH out, with no clock of its own.
+
+`OrderBook` is one instrument's limit order book; `Exchange` runs one book
+per instrument behind the protocols the race's agents speak:
+
+- order entry: each participant has a SoupBinTCP session, open from the
+  start (no login phase); its byte stream goes to `Exchange.receive`, which
+  buffers the bytes of an incomplete packet until the next call. Unsequenced
+  Data packets carry OUCH 4.2 Enter Order and Cancel Order, client
+  heartbeats are ignored, anything else raises `ProtocolError`. The answers
+  (Accepted, Executed, Canceled, Rejected, and System Event at the open) go
+  back one OUCH message per SoupBinTCP Sequenced Data packet, as bytes per
+  participant. `submit` and `cancel` take the decoded Enter Order and Cancel
+  Order, for agents that do not speak bytes; `receive` applies what it
+  decodes by the same code, so the two paths cannot disagree.
+- market data: every change of a book is published in ITCH 5.0 (Add Order
+  'A' for an order that rests, Order Executed 'E' for each resting order an
+  order trades with, Order Cancel 'X' for a partial cancel, Order Delete
+  'D' for a full one), packed into MoldUDP64 packets with consecutive
+  sequence numbers and sent in Ethernet/IPv4/UDP frames, with the addresses,
+  session and first sequence number of a `feed.FeedConfig`. `open` publishes
+  the start of the day as `feed.generate_messages` does: System Events 'O'
+  and 'S', a Stock Directory 'R' and a Stock Trading Action 'H' (trading) per
+  instrument, System Event 'Q'. An order that trades on arrival and never
+  rests publishes only the 'E' of the orders it hit.
+- for the race's metrics, every call also returns typed, hashable event
+  records (accepted, rejected, rested, fill, canceled, cancel ignored), so
+  that nothing downstream re-parses bytes.
+
+Time: every call takes `now_ns`, integer nanoseconds since the start of the
+session, supplied by the caller (the race's discrete-event engine), and
+returns the `Emission` of that instant. ITCH and OUCH timestamps are
+nanoseconds since midnight: the feed config's `start_ns` (the session's start
+since midnight) plus `now_ns`. `now_ns` may not go backwards from one call to
+the next.
+
+Ties: the exchange handles calls in the order they are made, one whole call
+at a time. Which of two arrivals with the same `now_ns` goes first is the
+race engine's rule (documented, seeded), not the exchange's.
+
+Readings of OUCH 4.2 made here:
+
+- Every accepted order gets the next order reference number (increasing
+  from 1), shown in Accepted and, if the order rests, in its Add Order; an
+  immediate-or-cancel order therefore uses a number that never shows on the
+  feed. Order state in Accepted is always 'L'; the BBO weight indicator is
+  ' ' (not given).
+- Time in force 0 is immediate-or-cancel: it trades what it can and the
+  rest is cancelled (Canceled, reason 'I'). Any other value rests until
+  cancelled: the exchange has no timeouts. Display, capacity, intermarket
+  sweep, minimum quantity, cross type and customer type are echoed in
+  Accepted and not acted on: every order is a displayed limit order of the
+  continuous market. Sides 'T' and 'E' (short sales) sell as 'S' does.
+- Rejected reasons (`RejectReason.code`): 'C' before the open, 'S' unknown
+  stock, 'X' price 0 or above $199,999.99, 'Z' shares 0 or 1,000,000 and
+  more, and 'O' (other) for a side that is not B, S, T or E and for an
+  order token the participant has already had accepted (tokens are unique
+  per participant, over the whole session; an OUCH 4.2 host ignores such
+  an order silently, the race wants to see it).
+- Cancel Order names the new intended open size: the order loses its open
+  shares above that size (Canceled, reason 'U'); a size at or above the open
+  shares changes nothing and sends nothing. A cancel naming a token whose
+  order has no open shares left (filled, cancelled, or an immediate-or-cancel
+  order, done on arrival) is too late: no message, `late_cancels` counts it
+  and a `CancelIgnored` event records it. A token never accepted counts in
+  `unknown_cancels` likewise. Both are ignored, as OUCH ignores them.
+- Orders of one participant may trade with each other (no self-match
+  prevention): both Executed messages then go to that participant.
+
+The ITCH tracking number is the low 16 bits of the message's MoldUDP64
+sequence number; System Events have stock locate 0.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import enum
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .codec import itch
+from .codec.moldudp64 import HEADER_LENGTH as MOLD_HEADER_LENGTH
+from .codec.moldudp64 import MoldPacket, encode_packet
+from .codec.net import CodecError
+from .codec.ouch import (TIME_IN_FORCE_IOC, Accepted, CancelOrder, Canceled, EnterOrder, Executed, OuchMessage,
+                         Rejected, decode_inbound)
+from .codec.ouch import SystemEvent as OuchSystemEvent
+from .codec.soupbintcp import ClientHeartbeat, SequencedData, SoupPacket, UnsequencedData, split_packets
+from .feed import IPV4_UDP_HEADERS, MAX_UDP_PAYLOAD, FeedConfig, FrameBuilder, start_of_day
+from .order_types import Side
+
+__all__ = [
+    "NS_PER_DAY",
+    "MAX_PRICE",
+    "MAX_SHARES",
+    "Order",
+    "Level",
+    "OrderBook",
+    "RejectReason",
+    "CancelReason",
+    "IgnoredCancelReason",
+    "OrderAccepted",
+    "OrderRejected",
+    "OrderRested",
+    "Fill",
+    "OrderCanceled",
+    "CancelIgnored",
+    "Event",
+    "Emission",
+    "Instrument",
+    "BookTop",
+    "LiveOrder",
+    "ProtocolError",
+    "Exchange",
+]
+
+NS_PER_DAY = 86_400 * 10**9
+#: The highest price OUCH 4.2 takes: $199,999.9900 in 1/10000 dollars.
+MAX_PRICE = 1_999_999_900
+#: OUCH 4.2 takes fewer than 1,000,000 shares per order.
+MAX_SHARES = 999_999
+#: The largest UDP payload of an IPv4 datagram.
+_MAX_DATAGRAM_PAYLOAD = 0xFFFF - IPV4_UDP_HEADERS
+#: The longest ITCH message the exchange publishes (Stock Directory) with its length field.
+_LONGEST_BLOCK = 2 + itch.StockDirectory.LENGTH
+_MAX_LOCATE = 0xFFFF
+_SYMBOL_WIDTH = 8
+_SIDES = {"B": Side.BID, "S": Side.ASK, "T": Side.ASK, "E": Side.ASK}
+_ITCH_SIDE = {Side.BID: "B", Side.ASK: "S"}
+_ORDER_STATE_LIVE = "L"
+_BBO_WEIGHT_NOT_GIVEN = " "
+_LIQUIDITY_ADDED = "A"
+_LIQUIDITY_REMOVED = "R"
+_OUCH_START_OF_DAY = "S"
+
+
+# --- the book -----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Order:
+    """An accepted order: `shares` is what is still open (0 once filled, cancelled or done on arrival)."""
+
+    order_ref: int
+    owner: str
+    token: str
+    locate: int
+    side: Side
+    price: int
+    shares: int
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """A price level of one side: the price, its open shares and its number of orders."""
+
+    price: int
+    shares: int
+    orders: int
+
+
+class _Queue:
+    """The orders resting at one price, oldest first, and their open shares."""
+
+    __slots__ = ("orders", "shares")
+
+    def __init__(self):
+        self.orders: deque[Order] = deque()
+        self.shares = 0
+
+
+class OrderBook:
+    """One instrument's limit order book with price-time priority.
+
+    Each side keeps a dict from price to the queue of orders resting there
+    (oldest first) and the sorted list of its prices (`bisect`), so the best
+    price is an end of the list. An incoming order trades with the opposite
+    side at the resting orders' prices, best price first and oldest first at
+    a price, while the resting price is at least as good as its limit.
+    """
+
+    def __init__(self):
+        self._queues: dict[Side, dict[int, _Queue]] = {Side.BID: {}, Side.ASK: {}}
+        self._prices: dict[Side, list[int]] = {Side.BID: [], Side.ASK: []}  # ascending
+        self._orders: dict[int, Order] = {}
+
+    def add(self, order: Order) -> None:
+        """Rest `order` behind the orders already at its price."""
+        if order.shares <= 0:
+            raise ValueError(f"an order rests with open shares, not {order.shares}")
+        if order.order_ref in self._orders:
+            raise ValueError(f"order reference {order.order_ref} is already in the book")
+        queues = self._queues[order.side]
+        queue = queues.get(order.price)
+        if queue is None:
+            queue = queues[order.price] = _Queue()
+            bisect.insort(self._prices[order.side], order.price)
+        queue.orders.append(order)
+        queue.shares += order.shares
+        self._orders[order.order_ref] = order
+
+    def match(self, side: Side, limit: int, shares: int) -> list[tuple[Order, int]]:
+        """Trade an incoming `side` order of `shares` at `limit` or better against the resting orders.
+
+        Returns (resting order, shares traded) in the order they traded, at
+        the resting order's price. The resting orders lose what they traded;
+        those left with nothing leave the book. The incoming order is not
+        added: what it did not trade is the caller's to rest or cancel.
+        """
+        resting_side = Side.ASK if side is Side.BID else Side.BID
+        prices = self._prices[resting_side]
+        queues = self._queues[resting_side]
+        fills: list[tuple[Order, int]] = []
+        while shares and prices:
+            price = prices[0] if resting_side is Side.ASK else prices[-1]
+            if (price > limit) if side is Side.BID else (price < limit):
+                break
+            queue = queues[price]
+            while shares and queue.orders:
+                resting = queue.orders[0]
+                traded = min(shares, resting.shares)
+                resting.shares -= traded
+                queue.shares -= traded
+                shares -= traded
+                fills.append((resting, traded))
+                if not resting.shares:
+                    queue.orders.popleft()
+                    del self._orders[resting.order_ref]
+            if not queue.orders:
+                self._remove_level(resting_side, price)
+        return fills
+
+    def reduce(self, order_ref: int, shares: int) -> int:
+        """Cut the resting order `order_ref` to at most `shares` open; the shares it lost.
+
+        At 0 the order leaves the book.
+        """
+        order = self._orders[order_ref]
+        decrement = max(0, order.shares - shares)
+        if decrement:
+            queue = self._queues[order.side][order.price]
+            order.shares -= decrement
+            queue.shares -= decrement
+            if not order.shares:
+                queue.orders.remove(order)
+                del self._orders[order_ref]
+                if not queue.orders:
+                    self._remove_level(order.side, order.price)
+        return decrement
+
+    def best(self, side: Side) -> Level | None:
+        """The best level of `side`, or None when it is empty."""
+        prices = self._prices[side]
+        if not prices:
+            return None
+        return self._level(side, prices[-1] if side is Side.BID else prices[0])
+
+    def levels(self, side: Side) -> list[Level]:
+        """Every level of `side`, best first."""
+        prices = self._prices[side]
+        return [self._level(side, price) for price in (reversed(prices) if side is Side.BID else prices)]
+
+    def __contains__(self, order_ref: int) -> bool:
+        return order_ref in self._orders
+
+    def _level(self, side: Side, price: int) -> Level:
+        queue = self._queues[side][price]
+        return Level(price, queue.shares, len(queue.orders))
+
+    def _remove_level(self, side: Side, price: int) -> None:
+        del self._queues[side][price]
+        prices = self._prices[side]
+        del prices[bisect.bisect_left(prices, price)]
+
+
+# --- what a call returns ----------------------------------------------------------------------
+
+
+class RejectReason(enum.Enum):
+    """Why an Enter Order was rejected; `code` is the OUCH 4.2 reason sent in Rejected."""
+
+    CLOSED = "closed"  # before the open
+    UNKNOWN_STOCK = "unknown_stock"
+    INVALID_PRICE = "invalid_price"  # 0, or above MAX_PRICE
+    INVALID_SHARES = "invalid_shares"  # 0, or above MAX_SHARES
+    INVALID_SIDE = "invalid_side"  # not B, S, T or E
+    DUPLICATE_TOKEN = "duplicate_token"  # the participant already had an order accepted with this token
+
+    @property
+    def code(self) -> str:
+        return _REJECT_CODES[self]
+
+
+_REJECT_CODES = {
+    RejectReason.CLOSED: "C",
+    RejectReason.UNKNOWN_STOCK: "S",
+    RejectReason.INVALID_PRICE: "X",
+    RejectReason.INVALID_SHARES: "Z",
+    RejectReason.INVALID_SIDE: "O",
+    RejectReason.DUPLICATE_TOKEN: "O",
+}
+
+
+class CancelReason(enum.Enum):
+    """Why open shares were cancelled; the value is the OUCH Canceled reason."""
+
+    USER = "U"
+    IMMEDIATE_OR_CANCEL = "I"
+
+
+class IgnoredCancelReason(enum.Enum):
+    """Why a Cancel Order did nothing."""
+
+    TOO_LATE = "too_late"  # the order had no open shares left
+    UNKNOWN_TOKEN = "unknown_token"  # no order of the participant was accepted with this token
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    """An Enter Order was accepted (`shares` as entered)."""
+
+    time_ns: int
+    participant: str
+    token: str
+    locate: int
+    order_ref: int
+    side: Side
+    shares: int
+    price: int
+    immediate_or_cancel: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    time_ns: int
+    participant: str
+    token: str
+    reason: RejectReason
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRested:
+    """What an order did not trade on arrival went into the book (published as an Add Order)."""
+
+    time_ns: int
+    participant: str
+    token: str
+    locate: int
+    order_ref: int
+    side: Side
+    shares: int
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One trade: the incoming (aggressor) order against one resting order, at the resting order's price."""
+
+    time_ns: int
+    locate: int
+    match_number: int
+    price: int
+    shares: int
+    aggressor_side: Side
+    taker: str
+    taker_token: str
+    taker_order_ref: int
+    maker: str
+    maker_token: str
+    maker_order_ref: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    """An order lost `shares` open shares; `open_shares` is what it has left."""
+
+    time_ns: int
+    participant: str
+    token: str
+    locate: int
+    order_ref: int
+    shares: int
+    open_shares: int
+    reason: CancelReason
+
+
+@dataclass(frozen=True, slots=True)
+class CancelIgnored:
+    """A Cancel Order that did nothing: too late, or for a token never accepted."""
+
+    time_ns: int
+    participant: str
+    token: str
+    reason: IgnoredCancelReason
+
+
+Event = OrderAccepted | OrderRejected | OrderRested | Fill | OrderCanceled | CancelIgnored
+
+
+@dataclass
+class Emission:
+    """What the exchange sends at one instant.
+
+    `feed_frames`: Ethernet/IPv4/UDP frames (without FCS) of MoldUDP64
+    packets carrying the call's ITCH messages, in order. `responses`:
+    SoupBinTCP bytes (Sequenced Data packets of OUCH messages) per
+    participant, only for participants that get something. `events`: the
+    call's records, in the order they happened.
+    """
+
+    feed_frames: list[bytes] = field(default_factory=list)
+    responses: dict[str, bytes] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+
+# --- the exchange -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    locate: int
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookTop:
+    """The best bid and offer of one instrument (None for an empty side)."""
+
+    bid: Level | None
+    ask: Level | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOrder:
+    """A participant's order with open shares, as it is now."""
+
+    token: str
+    locate: int
+    order_ref: int
+    side: Side
+    price: int
+    shares: int
+
+
+class ProtocolError(ValueError):
+    """Bytes a session cannot take: an undecodable packet or OUCH message, or a packet type not served."""
+
+
+@dataclass
+class _Session:
+    """A participant's SoupBinTCP session: unframed bytes and every order accepted, by token."""
+
+    buffer: bytes = b""
+    orders: dict[str, Order] = field(default_factory=dict)
+
+
+class _Call:
+    """What one call publishes and answers, gathered until the call ends."""
+
+    def __init__(self, now_ns: int, timestamp: int):
+        self.now_ns = now_ns
+        self.timestamp = timestamp
+        self.itch: list[bytes] = []
+        self.responses: dict[str, list[bytes]] = {}
+        self.events: list[Event] = []
+
+    def answer(self, participant: str, message: OuchMessage) -> None:
+        packet = SequencedData(message.encode()).encode()
+        self.responses.setdefault(participant, []).append(packet)
+
+
+class Exchange:
+    """Instruments, participants, and the protocols between them (see the module docstring).
+
+    `instruments` are (stock locate, symbol) pairs; `participants` are the
+    names of the sessions. `feed` gives the feed's addresses, MoldUDP64
+    session and first sequence number, and with `start_ns` the session's
+    start in ITCH time; `max_udp_payload` bounds each MoldUDP64 packet.
+    """
+
+    def __init__(self, instruments: Sequence[tuple[int, str]], participants: Sequence[str], *,
+                 feed: FeedConfig = FeedConfig(), max_udp_payload: int = MAX_UDP_PAYLOAD):
+        self.instruments = _check_instruments(instruments)
+        _check_participants(participants)
+        if not isinstance(max_udp_payload, int) or not \
+                MOLD_HEADER_LENGTH + _LONGEST_BLOCK <= max_udp_payload <= _MAX_DATAGRAM_PAYLOAD:
+            raise ValueError(f"max_udp_payload must be {MOLD_HEADER_LENGTH + _LONGEST_BLOCK}.."
+                             f"{_MAX_DATAGRAM_PAYLOAD}, not {max_udp_payload!r}")
+        if not 0 <= feed.start_ns < NS_PER_DAY:
+            raise ValueError(f"the session must start within the day, not at {feed.start_ns} ns since midnight")
+        self.feed = feed
+        self._frames = FrameBuilder(feed)
+        self.max_udp_payload = max_udp_payload
+        self.late_cancels = 0
+        self.unknown_cancels = 0
+        self.is_open = False
+        self._books = {instrument.locate: OrderBook() for instrument in self.instruments}
+        self._locates = {instrument.symbol: instrument.locate for instrument in self.instruments}
+        self._sessions = {name: _Session() for name in participants}
+        self._next_order_ref = 1
+        self._next_match = 1
+        self._next_sequence = feed.first_sequence
+        self._last_ns = 0
+
+    # --- entry points ------------------------------------------------------------------------
+
+    def open(self, now_ns: int) -> Emission:
+        """Start the day: the feed's start-of-day messages, and OUCH start of day to every participant."""
+        if self.is_open:
+            raise ValueError("the exchange is already open")
+        call = self._begin(now_ns)
+        self.is_open = True
+        for message in start_of_day([(i.locate, i.symbol) for i in self.instruments],
+                                    itertools.repeat(call.timestamp)):
+            self._publish(call, message)
+        for participant in self._sessions:
+            call.answer(participant, OuchSystemEvent(call.timestamp, _OUCH_START_OF_DAY))
+        return self._finish(call)
+
+    def receive(self, participant: str, data: bytes, now_ns: int) -> Emission:
+        """Take a chunk of `participant`'s TCP byte stream: the OUCH of its complete packets, in order.
+
+        Raises `ProtocolError` (and drops the session's buffered bytes, as an
+        exchange ends a session that breaks the protocol) before acting on
+        anything in the chunk if a complete packet is not a client heartbeat
+        or an Unsequenced Data packet carrying an Enter Order or Cancel Order.
+        """
+        session = self._session(participant)
+        call = self._begin(now_ns)
+        buffered = session.buffer + bytes(data)
+        session.buffer = b""
+        try:
+            packets, rest = split_packets(buffered)
+            messages = [decode_inbound(packet.message) for packet in packets if _carries_ouch(packet)]
+        except CodecError as error:
+            raise ProtocolError(f"{participant}: {error}") from error
+        session.buffer = rest
+        for message in messages:
+            if isinstance(message, EnterOrder):
+                self._enter(call, participant, message)
+            else:
+                self._cancel(call, participant, message)
+        return self._finish(call)
+
+    def submit(self, participant: str, order: EnterOrder, now_ns: int) -> Emission:
+        """Enter `order` for `participant`, as an Enter Order received at `now_ns`."""
+        self._session(participant)
+        call = self._begin(now_ns)
+        self._enter(call, participant, order)
+        return self._finish(call)
+
+    def cancel(self, participant: str, cancel: CancelOrder, now_ns: int) -> Emission:
+        """Apply `cancel` for `participant`, as a Cancel Order received at `now_ns`."""
+        self._session(participant)
+        call = self._begin(now_ns)
+        self._cancel(call, participant, cancel)
+        return self._finish(call)
+
+    # --- read-only views -----------------------------------------------------------------------
+
+    def top(self, locate: int) -> BookTop:
+        """The best bid and offer of the instrument `locate`."""
+        book = self._book(locate)
+        return BookTop(book.best(Side.BID), book.best(Side.ASK))
+
+    def levels(self, locate: int, side: Side) -> list[Level]:
+        """Every level of one side of the instrument `locate`, best first."""
+        return self._book(locate).levels(side)
+
+    def live_orders(self, participant: str) -> list[LiveOrder]:
+        """`participant`'s orders with open shares, in the order they were accepted."""
+        return [LiveOrder(order.token, order.locate, order.order_ref, order.side, order.price, order.shares)
+                for order in self._session(participant).orders.values() if order.shares]
+
+    # --- the rules -------------------------------------------------------------------------------
+
+    def _enter(self, call: _Call, participant: str, entered: EnterOrder) -> None:
+        session = self._sessions[participant]
+        reason = self._reject_reason(session, entered)
+        if reason is not None:
+            call.answer(participant, Rejected(call.timestamp, entered.token, reason.code))
+            call.events.append(OrderRejected(call.now_ns, participant, entered.token, reason))
+            return
+        locate = self._locates[entered.stock]
+        side = _SIDES[entered.side]
+        ioc = entered.time_in_force == TIME_IN_FORCE_IOC
+        order = Order(self._next_order_ref, participant, entered.token, locate, side, entered.price, entered.shares)
+        self._next_order_ref += 1
+        session.orders[order.token] = order
+        call.answer(participant, Accepted(
+            call.timestamp, entered.token, entered.side, entered.shares, entered.stock, entered.price,
+            entered.time_in_force, entered.firm, entered.display, order.order_ref, entered.capacity,
+            entered.intermarket_sweep, entered.minimum_quantity, entered.cross_type, _ORDER_STATE_LIVE,
+            _BBO_WEIGHT_NOT_GIVEN))
+        call.events.append(OrderAccepted(call.now_ns, participant, order.token, locate, order.order_ref, side,
+                                         order.shares, order.price, ioc))
+        book = self._books[locate]
+        for resting, traded in book.match(side, order.price, order.shares):
+            order.shares -= traded
+            match = self._next_match
+            self._next_match += 1
+            self._publish(call, itch.OrderExecuted(locate, 0, 0, resting.order_ref, traded, match))
+            call.answer(participant, Executed(call.timestamp, order.token, traded, resting.price,
+                                              _LIQUIDITY_REMOVED, match))
+            call.answer(resting.owner, Executed(call.timestamp, resting.token, traded, resting.price,
+                                                _LIQUIDITY_ADDED, match))
+            call.events.append(Fill(call.now_ns, locate, match, resting.price, traded, side, participant,
+                                    order.token, order.order_ref, resting.owner, resting.token,
+                                    resting.order_ref))
+        if not order.shares:
+            return
+        if ioc:
+            cancelled, order.shares = order.shares, 0
+            call.answer(participant, Canceled(call.timestamp, order.token, cancelled,
+                                              CancelReason.IMMEDIATE_OR_CANCEL.value))
+            call.events.append(OrderCanceled(call.now_ns, participant, order.token, locate, order.order_ref,
+                                             cancelled, 0, CancelReason.IMMEDIATE_OR_CANCEL))
+            return
+        book.add(order)
+        self._publish(call, itch.AddOrder(locate, 0, 0, order.order_ref, _ITCH_SIDE[side], order.shares,
+                                          entered.stock, order.price))
+        call.events.append(OrderRested(call.now_ns, participant, order.token, locate, order.order_ref, side,
+                                       order.shares, order.price))
+
+    def _reject_reason(self, session: _Session, entered: EnterOrder) -> RejectReason | None:
+        if not self.is_open:
+            return RejectReason.CLOSED
+        if entered.token in session.orders:
+            return RejectReason.DUPLICATE_TOKEN
+        if entered.stock not in self._locates:
+            return RejectReason.UNKNOWN_STOCK
+        if entered.side not in _SIDES:
+            return RejectReason.INVALID_SIDE
+        if not 0 < entered.shares <= MAX_SHARES:
+            return RejectReason.INVALID_SHARES
+        if not 0 < entered.price <= MAX_PRICE:
+            return RejectReason.INVALID_PRICE
+        return None
+
+    def _cancel(self, call: _Call, participant: str, cancel: CancelOrder) -> None:
+        order = self._sessions[participant].orders.get(cancel.token)
+        if order is None or not order.shares:
+            if order is None:
+                self.unknown_cancels += 1
+                reason = IgnoredCancelReason.UNKNOWN_TOKEN
+            else:
+                self.late_cancels += 1
+                reason = IgnoredCancelReason.TOO_LATE
+            call.events.append(CancelIgnored(call.now_ns, participant, cancel.token, reason))
+            return
+        decrement = self._books[order.locate].reduce(order.order_ref, cancel.shares)
+        if not decrement:
+            return
+        if order.shares:
+            self._publish(call, itch.OrderCancel(order.locate, 0, 0, order.order_ref, decrement))
+        else:
+            self._publish(call, itch.OrderDelete(order.locate, 0, 0, order.order_ref))
+        call.answer(participant, Canceled(call.timestamp, order.token, decrement, CancelReason.USER.value))
+        call.events.append(OrderCanceled(call.now_ns, participant, order.token, order.locate, order.order_ref,
+                                         decrement, order.shares, CancelReason.USER))
+
+    # --- calls, feed and sessions ------------------------------------------------------------------
+
+    def _begin(self, now_ns: int) -> _Call:
+        if not isinstance(now_ns, int) or isinstance(now_ns, bool) or now_ns < self._last_ns:
+            raise ValueError(f"now_ns must be an int not before the last call's {self._last_ns}, not {now_ns!r}")
+        timestamp = self.feed.start_ns + now_ns
+        if timestamp >= NS_PER_DAY:
+            raise ValueError(f"now_ns {now_ns} is past midnight (the session starts {self.feed.start_ns} ns "
+                             "after midnight)")
+        self._last_ns = now_ns
+        return _Call(now_ns, timestamp)
+
+    def _publish(self, call: _Call, message: itch.ItchMessage) -> None:
+        """Add `message` to the call's feed, with the call's timestamp and its tracking number."""
+        sequence = self._next_sequence + len(call.itch)
+        call.itch.append(itch.encode(dataclasses.replace(message, tracking=sequence & 0xFFFF,
+                                                         timestamp=call.timestamp)))
+
+    def _finish(self, call: _Call) -> Emission:
+        """The call's Emission: its ITCH in as few MoldUDP64 packets as fit, and its answers as bytes."""
+        frames = []
+        packet: list[bytes] = []
+        size = MOLD_HEADER_LENGTH
+        for raw in call.itch:
+            if packet and size + 2 + len(raw) > self.max_udp_payload:
+                frames.append(self._frame(packet))
+                packet, size = [], MOLD_HEADER_LENGTH
+            packet.append(raw)
+            size += 2 + len(raw)
+        if packet:
+            frames.append(self._frame(packet))
+        responses = {participant: b"".join(packets) for participant, packets in call.responses.items()}
+        return Emission(frames, responses, call.events)
+
+    def _frame(self, messages: list[bytes]) -> bytes:
+        packet = MoldPacket(self.feed.session, self._next_sequence, tuple(messages))
+        self._next_sequence += len(messages)
+        return self._frames.frame(encode_packet(packet))
+
+    def _session(self, participant: str) -> _Session:
+        session = self._sessions.get(participant)
+        if session is None:
+            raise ValueError(f"unknown participant {participant!r}")
+        return session
+
+    def _book(self, locate: int) -> OrderBook:
+        book = self._books.get(locate)
+        if book is None:
+            raise ValueError(f"no instrument has stock locate {locate!r}")
+        return book
+
+
+def _carries_ouch(packet: SoupPacket) -> bool:
+    """Whether a client packet carries OUCH (Unsequenced Data), is ignored (heartbeat), or is not served."""
+    if isinstance(packet, UnsequencedData):
+        return True
+    if isinstance(packet, ClientHeartbeat):
+        return False
+    raise ProtocolError(f"SoupBinTCP packet type {packet.TYPE!r} is not served (only 'U' and 'R')")
+
+
+def _check_instruments(instruments: Sequence[tuple[int, str]]) -> tuple[Instrument, ...]:
+    checked = []
+    for pair in instruments:
+        try:
+            locate, symbol = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"an instrument is a (locate, symbol) pair, not {pair!r}") from None
+        if not isinstance(locate, int) or isinstance(locate, bool) or not 1 <= locate <= _MAX_LOCATE:
+            raise ValueError(f"stock locate must be 1..{_MAX_LOCATE}, not {locate!r}")
+        if not isinstance(symbol, str) or not 1 <= len(symbol) <= _SYMBOL_WIDTH or " " in symbol \
+                or not symbol.isascii():
+            raise ValueError(f"symbol must be 1..{_SYMBOL_WIDTH} ASCII characters without spaces, not {symbol!r}")
+        checked.append(Instrument(locate, symbol))
+    if not checked:
+        raise ValueError("an exchange needs at least one instrument")
+    if len({i.locate for i in checked}) != len(checked) or len({i.symbol for i in checked}) != len(checked):
+        raise ValueError(f"stock locates and symbols must be unique: {instruments!r}")
+    return tuple(checked)
+
+
+def _check_participants(participants: Sequence[str]) -> None:
+    if isinstance(participants, str) or not participants:
+        raise ValueError(f"participants must be a non-empty sequence of names, not {participants!r}")
+    for name in participants:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a participant is a non-empty name, not {name!r}")
+    if len(set(participants)) != len(participants):
+        raise ValueError(f"participant names must be unique: {participants!r}")
