@@ -42,7 +42,8 @@ For the fast path (``hdl/fast_trigger.py``) the gate also forecasts, for
 the two orders a lead move would make, whether a request for each would
 pass every check but the collar (which depends on the fair value the move
 makes, and is the fast trigger's to check): the same checks, from the
-state as it stands, two cycles after their inputs.
+state as it stands, ``FORECAST_LATENCY`` cycles after their inputs (the
+limits one more), by the same notional pipeline as a request.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -62,8 +63,10 @@ ORDER_QUEUE_DEPTH = 8
 DECISION_LATENCY = 4
 #: Cycles from a request at ``requests`` to the accepted order valid at ``orders`` (queue empty, ready high).
 RISK_LATENCY = DECISION_LATENCY + 1
-#: Cycles from ``forecast_orders`` (and the limits and state) to ``forecast`` showing them.
-FORECAST_LATENCY = 2
+#: Cycles from the operands of the notional check to its result (`RiskGate._notional_over`).
+NOTIONAL_CYCLES = 2
+#: Cycles from ``forecast_orders`` (and the state; a limit one more) to ``forecast`` showing them.
+FORECAST_LATENCY = NOTIONAL_CYCLES + 1
 #: Cycles from a write of a limit (other than the bucket's) to the first request sure to see it.
 LIMITS_LATENCY = 1
 
@@ -87,6 +90,14 @@ class RiskEvents(data.Struct):
     reject_rate: 1
     reject_busy: 1
     orders_accepted: 1
+
+
+class _Limits(data.Struct):
+    """The limits in the form the checks compare with (`RiskGate._limits`)."""
+    long_room: signed(34)    # position + shares > max_long  <=>  shares > max_long - position
+    short_room: signed(34)   # position - shares < -max_short  <=>  shares > position + max_short
+    notional_low: 32
+    notional_high_floor: data.ArrayLayout(33, 4)
 
 
 class _RequestChecks(data.Struct):
@@ -163,7 +174,8 @@ class RiskGate(wiring.Component):
     forecast : Out(2)
         Per order of ``forecast_orders``: a request for it (any fair value) would
         pass every check but the collar, and the queue would take it if it is
-        empty. Registered, ``FORECAST_LATENCY`` cycles after its inputs.
+        empty. Registered, ``FORECAST_LATENCY`` cycles after its inputs (one
+        more after a limit).
     outstanding : Out(32)
         Accepted orders the host has not reported done.
     tokens : Out(32)
@@ -200,49 +212,82 @@ class RiskGate(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        outstanding_full, bucket_empty = self._request_checks(m)
-        self._forecast(m, outstanding_full, bucket_empty)
+        limits = self._limits(m)
+        outstanding_full, bucket_empty = self._request_checks(m, limits)
+        self._forecast(m, limits, outstanding_full, bucket_empty)
         return m
 
-    def _forecast(self, m, outstanding_full, bucket_empty):
-        """``forecast``: the checks but the collar on ``forecast_orders``, from the state as it is.
+    def _limits(self, m):
+        """Limits worked out ahead (registered), so that every compare of a check is unsigned.
 
-        The same checks as a request gets, made on slowly changing inputs, so
-        that the fast path sends only orders the gate will accept: the product
-        is registered, then compared.
+        The room of a buy and of a sell for the position check (a negative
+        room fails every order), and the least high word of the product that
+        fails the notional check, for each count of carries from the low half
+        (see `_notional_over`).
         """
-        for side in Side:
-            order = self.forecast_orders[side.value]
-            product = Signal(PRICE_WIDTH + SHARES_WIDTH, name=f"forecast_{side.name.lower()}_notional")
-            passes = Signal(name=f"forecast_{side.name.lower()}_passes")  # the checks but the notional
-            room = self.max_long - self.position if side is Side.BID else self.position + self.max_short
-            m.d.sync += [
-                product.eq(order.price * order.shares),
-                passes.eq(~self.kill & (order.shares <= self.max_qty) & (room >= 0) & (order.shares <= room)
-                          & ~outstanding_full & ~bucket_empty),
-                self.forecast[side.value].eq(passes & (product <= self.max_notional)),
-            ]
-
-    def _request_checks(self, m):
-        """Cycles c .. c+3: the checks on the request alone; then the decision (`_decide`), whose flags it returns."""
-        request = self.requests.p
-
-        # Limits worked out ahead (registered), so that every compare is unsigned: the room of a
-        # buy and of a sell for the position check (a negative room fails every order), and the
-        # least high word of the product that fails the notional check, for each count of carries
-        # from the low half (see cycle c+1).
-        long_room = Signal(signed(34))    # position + shares > max_long  <=>  shares > max_long - position
-        short_room = Signal(signed(34))   # position - shares < -max_short  <=>  shares > position + max_short
-        notional_low = Signal(32)
-        notional_high_floor = Signal(data.ArrayLayout(33, 4), init=[1, 0, 0, 0])
+        limits = Signal(_Limits)
         m.d.sync += [
-            long_room.eq(self.max_long - self.position),
-            short_room.eq(self.position + self.max_short),
-            notional_low.eq(self.max_notional[:32]),
+            limits.long_room.eq(self.max_long - self.position),
+            limits.short_room.eq(self.position + self.max_short),
+            limits.notional_low.eq(self.max_notional[:32]),
         ]
         for carries in range(4):  # max(limit[63:32] + 1 - carries, 0)
             floor = self.max_notional[32:] + (1 - carries)
-            m.d.sync += notional_high_floor[carries].eq(Mux(floor < 0, 0, floor))
+            m.d.sync += limits.notional_high_floor[carries].eq(Mux(floor < 0, 0, floor))
+        return limits
+
+    def _notional_over(self, m, limits, price, shares, name):
+        """Whether ``price * shares`` exceeds ``max_notional``, ``NOTIONAL_CYCLES`` after the operands.
+
+        Cycle 1: the partial products of price = ph:pl by shares = sh:sl, in
+        DSP multipliers (a cycle of their own: they are slow, and have no
+        registers of their own here). Cycle 2: price * shares = high * 2**32 +
+        low, where high = ph*sh + (pl*sh + ph*sl)[31:16] (below 2**32, since
+        the product is below 2**64) and low = pl*sl + (pl*sh + ph*sl)[15:0] <<
+        16 (below 3 * 2**32). It exceeds the limit N when the 64-bit sum
+        product + ~N carries out, that is when high + carries > N[63:32], with
+        carries = (low + ~N[31:0]) >> 32 (0..3): the low half's carries are
+        summed in this cycle; the result (combinational, for the caller to
+        register) compares high with N[63:32] + 1 - carries for each possible
+        count, and the count picks one.
+        """
+        products = Signal(data.ArrayLayout(2 * _HALF, 4), name=f"{name}_products")  # pl*sl, pl*sh, ph*sl, ph*sh
+        price_half = [price[:_HALF], price[_HALF:]]
+        shares_half = [shares[:_HALF], shares[_HALF:]]
+        for index, (price_part, shares_part) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            m.d.sync += products[index].eq(price_half[price_part] * shares_half[shares_part])
+        low_carries = Signal(2, name=f"{name}_low_carries")
+        high_part = Signal(2 * _HALF, name=f"{name}_high_part")
+        low_product, cross_a, cross_b, high_product = products
+        m.d.sync += [
+            low_carries.eq(_sum(low_product, cross_a[:_HALF] << _HALF, cross_b[:_HALF] << _HALF,
+                                ~limits.notional_low)[32:]),
+            high_part.eq(_sum(high_product, cross_a[_HALF:], cross_b[_HALF:])),
+        ]
+        high_over = Cat(high_part >= limits.notional_high_floor[carries] for carries in range(4))
+        return high_over.bit_select(low_carries, 1)
+
+    def _forecast(self, m, limits, outstanding_full, bucket_empty):
+        """``forecast``: the checks but the collar on ``forecast_orders``, from the state as it is.
+
+        The same checks as a request gets, by the same notional pipeline, made
+        on slowly changing inputs, so that the fast path sends only orders the
+        gate will accept.
+        """
+        for side in Side:
+            order = self.forecast_orders[side.value]
+            name = f"forecast_{side.name.lower()}"
+            room = limits.long_room if side is Side.BID else limits.short_room
+            # The checks but the notional, along with its pipeline.
+            passes = _delayed(m, ~self.kill & (order.shares <= self.max_qty) & ~room[-1] & (order.shares <= room[:-1])
+                              & ~outstanding_full & ~bucket_empty, NOTIONAL_CYCLES, f"{name}_passes")
+            over = self._notional_over(m, limits, order.price, order.shares, name)
+            m.d.sync += self.forecast[side.value].eq(passes[-1] & ~over)
+
+    def _request_checks(self, m, limits):
+        """Cycles c .. c+3: the checks on the request alone; then the decision (`_decide`), whose flags it returns."""
+        request = self.requests.p
+        long_room, short_room = limits.long_room, limits.short_room
 
         # Cycle c: the compares on the request alone, the collar sums.
         received = Signal(OrderRequest)
@@ -268,15 +313,13 @@ class RiskGate(wiring.Component):
         shares_operand = Signal(SHARES_WIDTH)
         m.d.sync += [price_operand.eq(request.price), shares_operand.eq(request.shares)]
 
-        # Cycle c+1: the partial products of price = ph:pl by shares = sh:sl, in DSP multipliers
-        # (a cycle of their own: they are slow, and have no registers of their own here), the
-        # position check, and the collar compares (their result is combined in the next cycle):
+        # Cycle c+1: the notional's partial products (`_notional_over`), the position check, and
+        # the collar compares (their result is combined in the next cycle):
         # |price - fair| > collar  <=>  price > fair + collar  or  fair > price + collar.
         multiplied = Signal(OrderRequest)
         multiplied_valid = Signal()
         multiplied_checks = Signal(_RequestChecks)
         multiplied_compares = Signal(_Compares)
-        products = Signal(data.ArrayLayout(2 * _HALF, 4))  # pl*sl, pl*sh, ph*sl, ph*sh
         m.d.sync += [
             multiplied.eq(received),
             multiplied_valid.eq(received_valid),
@@ -287,38 +330,21 @@ class RiskGate(wiring.Component):
             multiplied_compares.price_above.eq(received.price > fair_plus_collar),
             multiplied_compares.fair_above.eq(received.fair_value > price_plus_collar),
         ]
-        price_half = [price_operand[:_HALF], price_operand[_HALF:]]
-        shares_half = [shares_operand[:_HALF], shares_operand[_HALF:]]
-        for index, (price_part, shares_part) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-            m.d.sync += products[index].eq(price_half[price_part] * shares_half[shares_part])
+        notional_over = self._notional_over(m, limits, price_operand, shares_operand, "request")
 
-        # Cycle c+2: price * shares = high * 2**32 + low, where
-        #   high = ph*sh + (pl*sh + ph*sl)[31:16] (below 2**32, since the product is below 2**64),
-        #   low = pl*sl + (pl*sh + ph*sl)[15:0] << 16 (below 3 * 2**32).
-        # It exceeds the limit N when the 64-bit sum product + ~N carries out, that is when
-        # high + carries > N[63:32], with carries = (low + ~N[31:0]) >> 32 (0..3): the low half's
-        # carries are summed here; in the next cycle high is compared with N[63:32] + 1 - carries
-        # for each possible count, and the count picks the result.
+        # Cycle c+2: the notional's sums.
         summed = Signal(OrderRequest)
         summed_valid = Signal()
         summed_checks = Signal(_RequestChecks)
-        low_carries = Signal(2)
-        high_part = Signal(2 * _HALF)
-        low_product, cross_a, cross_b, high_product = products
         m.d.sync += [
             summed.eq(multiplied),
             summed_valid.eq(multiplied_valid),
             summed_checks.eq(multiplied_checks),
             summed_checks.collar.eq(~multiplied.fair_valid | multiplied_compares.price_above
                                     | multiplied_compares.fair_above),
-            low_carries.eq(_sum(low_product, cross_a[:_HALF] << _HALF, cross_b[:_HALF] << _HALF,
-                                ~notional_low)[32:]),
-            high_part.eq(_sum(high_product, cross_a[_HALF:], cross_b[_HALF:])),
         ]
 
         # Cycle c+3: the notional compare.
-        high_over = Cat(high_part >= notional_high_floor[carries] for carries in range(4))
-        notional_over = high_over.bit_select(low_carries, 1)
         checked = Signal(OrderRequest)
         checked_checks = Signal(_RequestChecks)
         checked_valid = Signal()
