@@ -306,8 +306,11 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     * ``per_module``: the same counts for each module of the component kept
       apart in Yosys, named by their path from the harness (``dut``,
       ``dut.stage``, ...). Without ``per_module=True`` only the component
-      (``dut``) is kept apart; with it every submodule is, which also stops
-      Yosys optimising across their boundaries, so totals may rise a little.
+      (``dut``). With it, a second Yosys run (``<name>_per_module.ys``, its
+      log and ``<name>_per_module_stat.json``) keeps every submodule apart to
+      count it; that stops Yosys optimising across their boundaries, so
+      their sum exceeds the component's total, which (like the timing)
+      comes from the first run, where the component is optimised whole.
     * ``device_utilisation``: nextpnr's used/available per resource for the
       whole design (harness included).
     * ``fmax_mhz``: {clock net: achieved MHz}, ``target_mhz``, ``timing_met``
@@ -340,20 +343,29 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     runner.say("rtlil", f"{wrapper.input_bits} input bits, {wrapper.output_bits} output bits")
 
     dut = f"{name}.dut"
-    (out_dir / f"{name}.ys").write_text("\n".join([
-        f"read_rtlil {name}.il",
-        f"hierarchy -top {name}",
-        # The component (and with per_module, each of its submodules) stays
-        # its own module so that its cells are counted apart. The harness
-        # drives all its inputs from registers and reads all its outputs, so
-        # keeping the component apart loses no optimisation.
-        f"setattr -mod -set keep_hierarchy 1 {dut}" + (f" {dut}.*" if per_module else ""),
-        f"synth_ecp5 -top {name}",
-        f"tee -q -o {name}_stat.json stat -json",
-        f"write_json {name}_netlist.json",
-        "",
-    ]))
+
+    def yosys_script(kept, stem, netlist):
+        return "\n".join([
+            f"read_rtlil {name}.il",
+            f"hierarchy -top {name}",
+            f"setattr -mod -set keep_hierarchy 1 {kept}",
+            f"synth_ecp5 -top {name}",
+            f"tee -q -o {stem}_stat.json stat -json",
+            *([f"write_json {name}_netlist.json"] if netlist else []),
+            "",
+        ])
+
+    # The component stays its own module so that its cells are counted apart. The harness
+    # drives all its inputs from registers and reads all its outputs, so keeping the
+    # component apart loses no optimisation.
+    (out_dir / f"{name}.ys").write_text(yosys_script(dut, name, netlist=True))
     yosys_log = runner.run("yosys", "yosys", [f"{name}.ys"])
+    stat_file = f"{name}_stat.json"
+    if per_module:
+        stem = f"{name}_per_module"
+        (out_dir / f"{stem}.ys").write_text(yosys_script(f"{dut} {dut}.*", stem, netlist=False))
+        runner.run("yosys_per_module", "yosys", [f"{stem}.ys"])
+        stat_file = f"{stem}_stat.json"
 
     runner.run("nextpnr", "nextpnr", [
         DEVICES[device], "--package", package, "--speed", str(speed),
@@ -364,12 +376,14 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         "--report", f"{name}_nextpnr.json",
     ])
 
-    modules = _module_cells(json.loads((out_dir / f"{name}_stat.json").read_text()))
-    component_modules = {mod[len(name) + 1:]: cells for mod, cells in modules.items()
+    def component_modules(stat_file):
+        modules = _module_cells(json.loads((out_dir / stat_file).read_text()))
+        return modules, {mod[len(name) + 1:]: cells for mod, cells in modules.items()
                          if mod == dut or mod.startswith(dut + ".")}
-    component_cells = Counter()
-    for cells in component_modules.values():
-        component_cells.update(cells)
+
+    modules, whole = component_modules(f"{name}_stat.json")
+    component_cells = Counter(whole["dut"])
+    per_module_cells = component_modules(stat_file)[1]
     pnr = json.loads((out_dir / f"{name}_nextpnr.json").read_text())
     fmax = {clock: round(info["achieved"], 2) for clock, info in pnr.get("fmax", {}).items()}
     result = {
@@ -379,7 +393,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         **_cell_counts(component_cells),
         "harness": _cell_counts(modules[name]),
         "per_module": {mod: _cell_counts(cells)
-                       for mod, cells in sorted(component_modules.items())},
+                       for mod, cells in sorted(per_module_cells.items())},
         "device_utilisation": pnr.get("utilization", {}),
         "fmax_mhz": fmax,
         "target_mhz": clock_mhz,
