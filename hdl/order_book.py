@@ -19,16 +19,20 @@ whole:
   (made in cycles 0 to 2) are picked for forwarding, from registers.
 - cycle 2: hit, collision or unknown reference; the table writes of the
   message are decided (made in cycle 3, and for a replace's new order in
-  cycle 4); the level request (an add, or a take off the order's level) goes
-  to its side (`SideLevels`), which compares its price with the levels.
-- cycle 3: the side decides the update (where the order goes, which level
-  loses it); the add of a replace goes to the side.
-- cycle 4: the levels are updated, and with them ``tops``, ``tops_stamp``,
-  the unreliable flags and ``events`` (seen in cycle 5: ``BOOK_LATENCY``).
+  cycle 4); the level request (an add, or a take off the order's level) is
+  registered for its side (`SideLevels`): its price, from the table or a
+  forwarded write, goes to every level compare of the side, a path too long
+  for the same cycle.
+- cycle 3: the side compares the request's price with the levels; the add
+  of a replace is registered for the side.
+- cycle 4: the side decides the update (where the order goes, which level
+  loses it).
+- cycle 5: the levels are updated, and with them ``tops``, ``tops_stamp``,
+  the unreliable flags and ``events`` (seen in cycle 6: ``BOOK_LATENCY``).
 
-A replace's add is decided in cycle 4 against the levels its take leaves,
-and applied in cycle 5; ``tops`` is held in cycle 4 so that it shows the
-replace whole, in cycle 6 (``REPLACE_LATENCY``).
+A replace's add is decided in cycle 5 against the levels its take leaves,
+and applied in cycle 6; ``tops`` is held in cycle 5 so that it shows the
+replace whole, in cycle 7 (``REPLACE_LATENCY``).
 
 Book messages (tracked A F E C X D U) are at least two cycles apart at
 ``messages`` (docs/pipeline.md), whatever their types, and this is all the
@@ -62,7 +66,7 @@ __all__ = ["OrderBook", "SideLevels", "BookEvents", "LevelRequest", "order_entry
 
 #: Cycles from a message at ``messages`` to ``tops``, ``tops_stamp`` and ``events`` showing it
 #: (also for ``packet_end`` and ``clear``).
-BOOK_LATENCY = 5
+BOOK_LATENCY = 6
 #: The same for a replace (U) of a tracked instrument: its add is decided after its take.
 REPLACE_LATENCY = BOOK_LATENCY + 1
 #: Cycles from a request at `SideLevels` to its ``quote`` showing it.
@@ -612,24 +616,31 @@ class OrderBook(wiring.Component):
                 ]
         m.d.sync += table_write.eq(next_write)
 
+        # The request goes to its side in the next cycle, from a register per side: its price
+        # comes from the table or a forwarded write through two multiplexers, and goes to every
+        # level compare of the side.
         for i in range(slots):
             for side in Side:
                 levels = sides[i][side.value]
-                m.d.comb += [
+                m.d.sync += [
                     levels.request.eq(request),
                     levels.request.valid.eq(request.valid & (request_slot == i) & (request_side == side)),
                 ]
         mismatch = _any(levels.mismatch for per_slot in sides for levels in per_slot)
 
-        # The table's verdicts (cycle 3), with the level mismatch of the take (cycle 4).
+        # The table's verdicts (decided in cycle 2) meet the level mismatch of the take (cycle 4) in
+        # `verdict`, in cycle 5.
         verdict_layout = data.StructLayout({"collision": 1, "unknown_ref": 1, "level_mismatch": 1,
                                             "marks": slots})
-        table_verdict = Signal(data.StructLayout({"collision": 1, "unknown_ref": 1, "slot": range(slots)}))
+        table_verdict_layout = data.StructLayout({"collision": 1, "unknown_ref": 1, "slot": range(slots)})
+        decided_verdict = Signal(table_verdict_layout)  # cycle 3
+        table_verdict = Signal(table_verdict_layout)
         verdict = Signal(verdict_layout)
         m.d.sync += [
-            table_verdict.collision.eq(collision),
-            table_verdict.unknown_ref.eq(unknown_ref),
-            table_verdict.slot.eq(s2.slot),
+            decided_verdict.collision.eq(collision),
+            decided_verdict.unknown_ref.eq(unknown_ref),
+            decided_verdict.slot.eq(s2.slot),
+            table_verdict.eq(decided_verdict),
             verdict.collision.eq(table_verdict.collision),
             verdict.unknown_ref.eq(table_verdict.unknown_ref),
             verdict.level_mismatch.eq(mismatch),
@@ -637,7 +648,7 @@ class OrderBook(wiring.Component):
                                  Const(1, slots) << table_verdict.slot, 0)),
         ]
 
-        # --- cycle 4: the levels update; tops, stamp, flags and events for cycle 5 ---
+        # --- cycle 5: the levels update; tops, stamp, flags and events for cycle 6 ---
         # A replace is held here for a cycle, while its add is applied.
         held = Signal(data.StructLayout({"valid": 1, "stamp": Stamp, "gap": 1, "gap_count": 1,
                                          "verdict": verdict_layout}))
