@@ -1,4 +1,4 @@
-"""The whole tick-to-trade pipeline: Ethernet frames in, OUCH order frames out.
+r"""The whole tick-to-trade pipeline: Ethernet frames in, OUCH order frames out.
 
 docs/pipeline.md is the contract; this module only wires the stages and
 their registers together:

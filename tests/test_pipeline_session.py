@@ -1,0 +1,108 @@
+"""The pipeline as an interactive simulator session (sim/pipeline_session.py), against the golden
+model and against the whole-input device.
+
+Expected order frames come from the golden model (host/pipeline_model.py),
+given the same host writes at the same place in the input; expected cycles
+from ``CocotbPipelineDevice`` on the same input, which drives it through a
+different bench.
+"""
+
+import pytest
+
+from tick2trade.host.device import DeviceError
+from tick2trade.host.pipeline_device import PipelineResult, TxFrame, actionable_latencies
+from tick2trade.host.pipeline_model import PipelineModel, stock_directory
+from tick2trade.host.strategy import resolve_instruments
+from tick2trade.hdl.stream import BEAT_BYTES
+from tick2trade.sim.pipeline_session import PipelineSession
+from tick2trade.sim.runner import available_simulators
+
+from test_pipeline import run_both, snipe_frames, strategy_with
+
+pytestmark = pytest.mark.cocotb
+
+
+@pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
+def simulator(request):
+    reason = available_simulators()[request.param]
+    if reason:
+        pytest.skip(reason)
+    return request.param
+
+
+def beats(frame):
+    return max(1, -(-len(frame.data) // BEAT_BYTES))
+
+
+def feed_back_to_back(session, frames, at):
+    """Send ``frames`` back to back from cycle ``at``; each frame's beat cycles."""
+    beat_cycles = []
+    for frame in frames:
+        session.send_frame(frame.data, at, err=frame.err)
+        beat_cycles.append([at + index for index in range(beats(frame))])
+        at += beats(frame)
+    return beat_cycles
+
+
+def drain(session):
+    sent = session.advance(session.cycle)
+    while not session.idle:
+        sent += session.advance(session.cycle + 64)
+    return sent
+
+
+def test_session_sends_what_the_whole_input_device_sends_in_the_same_cycles(simulator):
+    frames = snipe_frames(17, 3_000)
+    strategy = strategy_with()
+    got, want, model = run_both(simulator, strategy, frames)
+    assert len(want.frames) >= 20
+    with PipelineSession(strategy, simulator=simulator) as session:
+        beat_cycles = feed_back_to_back(session, frames, session.start_cycle)
+        sent = drain(session)
+    assert [frame.data for frame in sent if not frame.aborted] == [frame.data for frame in want.frames]
+    # The same latency, order by order, as the device that drives the whole input at once.
+    as_result = PipelineResult(frames=[TxFrame(frame.data, frame.aborted, frame.first_cycle) for frame in sent],
+                               counters={}, beat_cycles=beat_cycles)
+    session_latencies = actionable_latencies(frames, as_result, model.orders)
+    assert session_latencies == actionable_latencies(frames, got, model.orders)
+    assert min(session_latencies) == 4
+
+
+def test_host_writes_between_frames_act_as_in_the_model(simulator):
+    """The race's host loop: after part of the market, the host reports the position and finished
+    orders; the orders after that must be the model's given the same writes at the same place."""
+    frames = snipe_frames(23, 3_000)
+    strategy = strategy_with(risk={"max_long": 300, "max_short": 300, "max_outstanding": 6})
+    directory = stock_directory(frames)
+    resolve_instruments(strategy, directory)
+    model = PipelineModel(strategy, directory=directory)
+    half = len(frames) // 2
+    writes = [("position", 300), ("orders_done", 6)]  # long to the limit: buys now fail; sells free again
+
+    expected = [order.frame for frame in frames[:half] for order in model.process(frame.data)]
+    model.risk.set_position(300)
+    model.risk.orders_done(6)
+    expected += [order.frame for frame in frames[half:] for order in model.process(frame.data)]
+    assert model.risk.counters["reject_position"] > 0 and model.risk.counters["reject_outstanding"] > 0
+
+    with PipelineSession(strategy, simulator=simulator) as session:
+        feed_back_to_back(session, frames[:half], session.start_cycle)
+        sent = drain(session)
+        session.write(writes, session.cycle)
+        feed_back_to_back(session, frames[half:], session.cycle + len(writes) + 1)
+        sent += drain(session)
+        counters = session.read(["reject_position", "reject_outstanding", "orders_accepted"])
+    assert [frame.data for frame in sent if not frame.aborted] == expected
+    assert counters == {name: model.risk.counters[name]
+                        for name in ("reject_position", "reject_outstanding", "orders_accepted")}
+
+
+def test_a_failing_simulator_is_a_device_error(monkeypatch):
+    if available_simulators()["verilator"]:
+        pytest.skip(available_simulators()["verilator"])
+    frames = snipe_frames(3, 200)
+    strategy = strategy_with()
+    resolve_instruments(strategy, stock_directory(frames))
+    monkeypatch.setattr("tick2trade.sim.pipeline_session.BENCH", "tick2trade.sim.benches.no_such_bench")
+    with pytest.raises(DeviceError, match="did not start"):
+        PipelineSession(strategy, simulator="verilator")
