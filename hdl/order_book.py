@@ -119,14 +119,6 @@ class _BookOp(enum.Enum, shape=3):
     REPLACE = 4  # U
 
 
-class _ForwardSource(enum.Enum, shape=2):
-    """Which write a bucket read missed and takes instead of the table's (``OrderBook``, cycle 1)."""
-    NONE = 0
-    PENDING = 1  # a replace's new order, written in the cycle after
-    TABLE = 2    # the write made in the cycle of the read's register
-    LAST = 3     # the write made in the cycle before
-
-
 _TYPE_OPS = {"A": _BookOp.ADD, "F": _BookOp.ADD, "D": _BookOp.DELETE, "E": _BookOp.EXECUTE,
              "C": _BookOp.EXECUTE, "X": _BookOp.EXECUTE, "U": _BookOp.REPLACE}
 
@@ -532,41 +524,30 @@ class OrderBook(wiring.Component):
         # Writes are made one cycle after they are decided: `table_write` now, `last_write` in
         # the cycle before, `pending_write` (a replace's new order) in the next. A read in cycle
         # 0 misses those of cycles 0 to 2: at most the two messages before, as the stage allows.
-        # Only which write to forward is decided in cycle 1; the data are taken in cycle 2 from
-        # where those writes have moved on to (`table_write`, `last_write`, `older_write`), so
-        # that no decision drives the enables of the whole entry's registers.
         write_layout = data.StructLayout({"en": 1, "addr": index_width, "data": entry_layout})
         table_write = Signal(write_layout)
         last_write = Signal(write_layout)
-        older_write = Signal(write_layout)
         pending_write = Signal(write_layout)
         m.d.comb += [write.addr.eq(table_write.addr), write.data.eq(table_write.data),
                      write.en.eq(table_write.en)]
-        m.d.sync += [last_write.eq(table_write), older_write.eq(last_write)]
+        m.d.sync += last_write.eq(table_write)
+        forward_layout = data.StructLayout({"valid": 1, "data": entry_layout})
 
         def fetch(read_port, index, name):
             """The bucket read in cycle 0, in cycle 2: from the table, or the newest write it missed."""
             fetched = Signal(entry_layout, name=f"{name}_fetched")
             m.d.sync += fetched.eq(read_port.data)  # nothing in between: the block RAM's output register
-            source = Signal(_ForwardSource, name=f"{name}_forward")
+            forward = Signal(forward_layout, name=f"{name}_forward")
             with m.If(pending_write.en & (pending_write.addr == index)):
-                m.d.sync += source.eq(_ForwardSource.PENDING)
+                m.d.sync += [forward.valid.eq(1), forward.data.eq(pending_write.data)]
             with m.Elif(table_write.en & (table_write.addr == index)):
-                m.d.sync += source.eq(_ForwardSource.TABLE)
+                m.d.sync += [forward.valid.eq(1), forward.data.eq(table_write.data)]
             with m.Elif(last_write.en & (last_write.addr == index)):
-                m.d.sync += source.eq(_ForwardSource.LAST)
+                m.d.sync += [forward.valid.eq(1), forward.data.eq(last_write.data)]
             with m.Else():
-                m.d.sync += source.eq(_ForwardSource.NONE)
+                m.d.sync += forward.valid.eq(0)
             entry = Signal(entry_layout, name=name)
-            with m.Switch(source):
-                with m.Case(_ForwardSource.PENDING):  # a pending write is always the next one made
-                    m.d.comb += entry.eq(table_write.data)
-                with m.Case(_ForwardSource.TABLE):
-                    m.d.comb += entry.eq(last_write.data)
-                with m.Case(_ForwardSource.LAST):
-                    m.d.comb += entry.eq(older_write.data)
-                with m.Default():
-                    m.d.comb += entry.eq(fetched)
+            m.d.comb += entry.eq(Mux(forward.valid, forward.data, fetched))
             return entry
 
         entry = fetch(read_original, s1.index, "entry")
