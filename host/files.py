@@ -5,7 +5,7 @@ import os
 import pathlib
 import tempfile
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "current_umask"]
 
 
 @contextlib.contextmanager
@@ -24,7 +24,7 @@ def atomic_write(path, mode="wb", **open_options):
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, 0o666 & ~current_umask())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -32,7 +32,8 @@ def atomic_write(path, mode="wb", **open_options):
         raise
 
 
-def _umask():
+def current_umask():
+    """The process's umask (reading it means setting it: it is set back at once)."""
     current = os.umask(0)
     os.umask(current)
     return current
