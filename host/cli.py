@@ -241,6 +241,90 @@ def cmd_demo(args):
         raise UsageError(f"{args.config}: {error}") from None
 
 
+def _race_sniper_factory(backend, snipers):
+    """The race's sniper factory for ``backend``: None (the golden model) or the gateware in a simulator
+    session; every sniper made is kept in ``snipers`` for closing."""
+    if backend == "model":
+        return None
+
+    def factory(scenario, directory):
+        import copy
+
+        from ..sim.pipeline_session import SessionSniper
+        from .strategy import resolve_instruments
+        strategy = copy.deepcopy(scenario.sniper)
+        resolve_instruments(strategy, directory)
+        print(f"starting the gateware on {backend} (a first build takes minutes)", file=sys.stderr)
+        sniper = SessionSniper(strategy, simulator=backend)
+        snipers.append(sniper)
+        return sniper
+    return factory
+
+
+def cmd_race(args):
+    import dataclasses
+
+    from .race import RaceScenarioError, latency_sweep, load_scenario, run_race, sweep_latencies
+    from .report import summary_table, write_race_report
+    try:
+        scenario = load_scenario(args.scenario)
+    except RaceScenarioError as error:
+        raise UsageError(str(error)) from None
+    if args.seed is not None:
+        scenario = dataclasses.replace(scenario, seed=args.seed)
+    snipers = []
+    try:
+        result = run_race(scenario, sniper_factory=_race_sniper_factory(args.backend, snipers),
+                          progress=Progress(f"race ({args.backend} sniper), race ns"))
+    finally:
+        for sniper in snipers:
+            sniper.close()
+    sweep = None
+    if args.sweep:
+        # The sweep runs the golden-model sniper at the latency the sniper just measured (its p50).
+        sniper_ns = result.sniper.decision_latency.p50 or scenario.sniper_model_latency_ns
+        swept = dataclasses.replace(scenario, sniper_model_latency_ns=sniper_ns,
+                                    sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
+        latencies = sweep_latencies(sniper_ns)
+        progress = Progress("latency sweep, races")
+        sweep = []
+        for done, latency in enumerate(latencies):
+            sweep += latency_sweep(swept, [latency])
+            progress(done + 1, len(latencies))
+    files = write_race_report(result, sweep, args.out)
+    print(summary_table(json.loads(files.json.read_text())))
+    print(f"wrote {files.json}, {files.html} and {len(files.histograms)} HDR histograms (.hgrm) in {files.directory}",
+          file=sys.stderr)
+
+
+def cmd_report_compare(args):
+    from .report import ReportError, compare_reports, comparison_table, load_report
+    try:
+        comparison = compare_reports(load_report(args.a), load_report(args.b))
+    except ReportError as error:
+        raise UsageError(str(error)) from None
+    except ValueError as error:  # reports of different kinds
+        raise UsageError(f"{args.a}, {args.b}: {error}") from None
+    print(comparison_table(comparison, regression_pct=args.fail_on_regression))
+    if args.fail_on_regression is not None:
+        regressions = comparison.regressions(args.fail_on_regression)
+        if regressions:
+            print(f"tick2trade: {len(regressions)} figures worse by more than {args.fail_on_regression}%",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def _percent(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
 def _probability(text):
     try:
         value = float(text)
@@ -341,6 +425,29 @@ def build_parser():
     bench = commands.add_parser("bench", help="run the benchmarks and write JSON")
     bench.add_argument("--out", default="out/bench.json")
     bench.set_defaults(run=cmd_bench)
+
+    race = commands.add_parser("race", help="race the gateware (sniper) against a Python market maker in a "
+                                             "simulated exchange; write the report")
+    race.add_argument("--scenario", default="default", help="'default' or a scenario TOML file "
+                                                             "(examples/race.toml documents every field)")
+    race.add_argument("--seed", type=int, help="the race's seed (default: the scenario's)")
+    race.add_argument("--out", default="out/race", help="report folder (%(default)s)")
+    race.add_argument("--backend", choices=["model", "verilator", "icarus"], default="model",
+                      help="the sniper: the golden model (constant latency) or the gateware in a simulator "
+                           "(%(default)s)")
+    race.add_argument("--no-sweep", dest="sweep", action="store_false",
+                      help="skip the maker-latency sweep (a race per latency, golden-model sniper)")
+    race.set_defaults(run=cmd_race)
+
+    report = commands.add_parser("report", help="compare reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True, metavar="COMMAND")
+    compare = report_commands.add_parser("compare", help="side-by-side table of two race, synthesis or build "
+                                                         "reports, with deltas")
+    compare.add_argument("a", help="the reference report (JSON)")
+    compare.add_argument("b", help="the report compared with it (JSON)")
+    compare.add_argument("--fail-on-regression", type=_percent, metavar="PCT",
+                         help="exit 1 when a latency or throughput figure is worse by more than PCT percent")
+    compare.set_defaults(run=cmd_report_compare)
 
     demo = commands.add_parser("demo", help="generate feeds, run them through the golden model and the gateware "
                                              "(receive path, then tick to trade), compare")

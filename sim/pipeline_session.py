@@ -24,11 +24,14 @@ import time
 
 from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
 from ..host.device import DeviceError
+from ..host.sniper import CLOCK_HZ, SniperOrder
 from .runner import SimulationFailed, available_simulators, run
 
-__all__ = ["PipelineSession", "SessionFrame"]
+__all__ = ["PipelineSession", "SessionFrame", "SessionSniper"]
 
 BENCH = "tick2trade.sim.benches.pipeline_session_bench"
+#: Cycles of a quiet stretch a ``SessionSniper`` lets the design run (the rest is cut).
+QUIET_CYCLES_KEPT = 256
 #: Seconds to wait for the simulator to start (a first Verilator build takes minutes).
 START_TIMEOUT_S = 1200.0
 
@@ -126,9 +129,15 @@ class PipelineSession:
         self._command({"op": "write", "at": at_cycle, "writes": bus_writes(self.registers, writes)})
         self.idle = False
 
-    def advance(self, until_cycle: int) -> list[SessionFrame]:
-        """Run through ``until_cycle``; the order frames whose last beat left ``tx`` since the last call."""
-        answer = self._command({"op": "advance", "until": until_cycle})
+    def advance(self, until_cycle: int, *, complete: bool = False) -> list[SessionFrame]:
+        """Run through ``until_cycle``; the order frames whose last beat left ``tx`` since the last call.
+
+        With ``complete``, the design runs on (inputs queued for those
+        cycles go in) until no order frame is half sent, so that every frame
+        whose first beat left by ``until_cycle`` is returned; ``cycle`` then
+        says how far it ran.
+        """
+        answer = self._command({"op": "advance", "until": until_cycle, "complete": complete})
         self.cycle, self.idle = answer["cycle"], answer["idle"]
         return [SessionFrame(bytes.fromhex(data), aborted, first, last)
                 for data, aborted, first, last in answer["frames"]]
@@ -161,3 +170,66 @@ class PipelineSession:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+class SessionSniper:
+    """A ``PipelineSession`` behind the race's ``Sniper`` interface (``host/sniper.py``): the gateware as sniper.
+
+    Race time 0 is the session's ``start_cycle``; a time becomes the first
+    cycle at or after it at the 156.25 MHz clock, and an order's time is
+    when its first beat left ``tx`` (rounded up to whole ns). An advance
+    runs the design on until no order frame is half sent, so that every
+    order whose first beat left by then is returned whole; an input for a
+    cycle the design has already run (at most a frame's beats later) goes
+    in at the next cycle, and ``late_inputs`` counts those.
+
+    A race is mostly silence (milliseconds between frames, microseconds of
+    activity), and a simulator runs some 10**5 cycles a second, so a quiet
+    stretch (nothing queued, nothing in flight) is cut to
+    ``QUIET_CYCLES_KEPT`` cycles and the race's clock moves on without the
+    design: ``skipped_cycles`` counts what was cut. In such a stretch only
+    the design's cycle counter and the risk gate's refill timer would have
+    moved: the token bucket refills by the cycles the design ran, not by
+    race time (the race's default bucket never runs dry; a scenario whose
+    rate limit binds should use the golden model, which refills by race
+    time).
+    """
+
+    def __init__(self, strategy, *, simulator="verilator", dst_ip=None, dst_port=None):
+        self.session = PipelineSession(strategy, simulator=simulator, dst_ip=dst_ip, dst_port=dst_port)
+        self.late_inputs = 0
+        self.skipped_cycles = 0
+
+    def _cycle(self, time_ns: int) -> int:
+        return self.session.start_cycle + -(-time_ns * CLOCK_HZ // 10**9) - self.skipped_cycles
+
+    def _input_cycle(self, time_ns: int) -> int:
+        cycle = self._cycle(time_ns)
+        if cycle < self.session.cycle:
+            self.late_inputs += 1
+        return cycle
+
+    def _time_ns(self, cycle: int) -> int:
+        return -(-(cycle - self.session.start_cycle + self.skipped_cycles) * 10**9 // CLOCK_HZ)
+
+    def feed(self, frame: bytes, at_ns: int) -> None:
+        self.session.send_frame(frame, self._input_cycle(at_ns))
+
+    def advance(self, until_ns: int) -> list[SniperOrder]:
+        last_cycle = self._cycle(until_ns) - 1  # the cycles before until_ns: an input at until_ns is not late
+        if self.session.idle and last_cycle - self.session.cycle > QUIET_CYCLES_KEPT:
+            cut = last_cycle - self.session.cycle - QUIET_CYCLES_KEPT
+            self.skipped_cycles += cut
+            last_cycle -= cut
+        frames = self.session.advance(last_cycle, complete=True)
+        return [SniperOrder(self._time_ns(frame.first_cycle), frame.data) for frame in frames if not frame.aborted]
+
+    def write_registers(self, writes, at_ns: int) -> None:
+        self.session.write(writes, self._input_cycle(at_ns))
+
+    def counters(self) -> dict[str, int]:
+        names = [name for name, register in self.session.registers.items() if register.kind == "counter"]
+        return {**self.session.read(names), "late_inputs": self.late_inputs, "skipped_cycles": self.skipped_cycles}
+
+    def close(self) -> None:
+        self.session.close()

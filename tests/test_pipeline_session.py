@@ -7,6 +7,9 @@ from ``CocotbPipelineDevice`` on the same input, which drives it through a
 different bench.
 """
 
+import copy
+import dataclasses
+
 import pytest
 
 from tick2trade.host.device import DeviceError
@@ -14,7 +17,9 @@ from tick2trade.host.pipeline_device import PipelineResult, TxFrame, actionable_
 from tick2trade.host.pipeline_model import PipelineModel, stock_directory
 from tick2trade.host.strategy import resolve_instruments
 from tick2trade.hdl.stream import BEAT_BYTES
-from tick2trade.sim.pipeline_session import PipelineSession
+from tick2trade.host.race import load_scenario, run_race
+from tick2trade.host.sniper import ModelSniper
+from tick2trade.sim.pipeline_session import PipelineSession, SessionSniper
 from tick2trade.sim.runner import available_simulators
 
 from test_pipeline import run_both, snipe_frames, strategy_with
@@ -106,3 +111,66 @@ def test_a_failing_simulator_is_a_device_error(monkeypatch):
     monkeypatch.setattr("tick2trade.sim.pipeline_session.BENCH", "tick2trade.sim.benches.no_such_bench")
     with pytest.raises(DeviceError, match="did not start"):
         PipelineSession(strategy, simulator="verilator")
+
+
+# --- the gateware as the race's sniper ---------------------------------------------------------------
+
+
+class RecordingSniper:
+    """A sniper that keeps what went in and out, in order, for replaying it through the golden model."""
+
+    def __init__(self, sniper):
+        self.sniper, self.inputs, self.orders = sniper, [], []
+
+    def feed(self, frame, at_ns):
+        self.inputs.append(("frame", frame))
+        self.sniper.feed(frame, at_ns)
+
+    def write_registers(self, writes, at_ns):
+        self.inputs.append(("writes", list(writes)))
+        self.sniper.write_registers(writes, at_ns)
+
+    def advance(self, until_ns):
+        orders = self.sniper.advance(until_ns)
+        self.orders += orders
+        return orders
+
+    def counters(self):
+        return self.sniper.counters()
+
+
+def test_a_race_with_the_gateware_as_sniper_sends_the_golden_models_orders(simulator):
+    """A short default race on the simulator: the sniper's orders are the model's for the same inputs
+    (frames and host writes, replayed in order), its first beats leave a few cycles after its frames."""
+    scenario = dataclasses.replace(load_scenario("default"), duration_ns=300_000_000, maker_decision_ns=60_000)
+    made = []
+
+    def factory(scenario, directory):
+        strategy = copy.deepcopy(scenario.sniper)
+        resolve_instruments(strategy, directory)
+        made.append(RecordingSniper(SessionSniper(strategy, simulator=simulator)))
+        return made[0]
+
+    try:
+        result = run_race(scenario, sniper_factory=factory, seed=3)
+    finally:
+        for sniper in made:
+            sniper.sniper.close()
+    recorder = made[0]
+    assert result.races.count > 0 and result.races.sniper_wins > 0
+    # Inputs due while the design ran on to finish an order frame go in a few cycles late: rare.
+    assert result.sniper.counters["late_inputs"] <= len(recorder.inputs) // 100
+
+    model_sniper = ModelSniper(scenario.sniper, {scenario.lead_symbol: 1, scenario.target_symbol: 2}, latency_ns=0)
+    expected = []
+    for at, (kind, value) in enumerate(recorder.inputs):
+        if kind == "frame":
+            model_sniper.feed(value, at)
+        else:
+            model_sniper.write_registers(value, at)
+        expected += [order.frame for order in model_sniper.advance(at)]
+    assert [order.frame for order in recorder.orders] == expected
+    # From the trigger frame's first beat at rx to the order's first beat at tx: the frame's beats and
+    # a few cycles; never less than the actionable latency's 4 cycles (25.6 ns).
+    decision = result.sniper.decision_latency
+    assert decision.count == len(expected) and 26 <= decision.min and decision.max < 1_000

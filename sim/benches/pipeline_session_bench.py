@@ -9,7 +9,8 @@ this bench and serves it commands over a TCP connection to the address in
   before it (``rx`` has no backpressure: frames never overlap);
 - ``{"op": "write", "at": c, "writes": [[address, word], ...]}``: register
   writes, one per cycle from cycle ``c`` on, after those before them;
-- ``{"op": "advance", "until": c}``: run through cycle ``c``; the answer
+- ``{"op": "advance", "until": c, "complete": b}``: run through cycle ``c``
+  (with ``complete``, on until no order frame is half sent); the answer
   has the order frames that ended at ``tx`` since the last answer, each
   ``[hex, aborted, first beat's cycle, last beat's cycle]``, ``cycle`` (the
   next cycle to run) and ``idle`` (nothing queued for ``rx`` or the bus, and
@@ -28,15 +29,19 @@ import socket
 from collections import deque
 
 import cocotb
-from cocotb.triggers import ReadOnly
+from cocotb.triggers import FallingEdge, ReadOnly, Timer
 
 from tick2trade.hdl.stream import Beat
 from tick2trade.host.device import RxFrame, schedule_beats
 from tick2trade.sim.benches.bus import DesignBench
 from tick2trade.sim.ports import unpack
 
-#: Cycles without a beat at ``tx`` (and nothing queued) after which the session reports idle.
+#: Cycles without a beat at ``rx`` or ``tx`` or a register write after which nothing is in flight.
 QUIET_CYCLES = 64
+#: Idle stretches longer than this run in the simulator alone (``_Session.skip``).
+IDLE_SKIP_CYCLES = 16
+#: The clock period in ps (the 156.25 MHz of ``DesignBench``).
+CLOCK_PS = 6400
 
 
 class _Session:
@@ -51,25 +56,32 @@ class _Session:
         self.quiet = QUIET_CYCLES
 
     @property
+    def settled(self):
+        """No beat in or out, no register write, for ``QUIET_CYCLES``: nothing is in flight."""
+        return self.current is None and self.quiet >= QUIET_CYCLES
+
+    @property
     def idle(self):
-        return not self.beats and not self.writes and self.quiet >= QUIET_CYCLES and self.current is None
+        return self.settled and not self.beats and not self.writes
 
     async def step(self):
         """One cycle: the next due beat and register write, then what left tx."""
         dut, bench = self.dut, self.bench
         beat = None
+        self.quiet += 1
         if self.beats and self.beats[0][0] <= bench.cycle:
             beat = self.beats.popleft()[1]
+            self.quiet = 0
         bench.drive_beat(beat)
         if self.writes and self.writes[0][0] <= bench.cycle:
             _, address, word = self.writes.popleft()
             dut.csr__addr.value = address
             dut.csr__w_data.value = word
             dut.csr__w_en.value = 1
+            self.quiet = 0
         else:
             dut.csr__w_en.value = 0
         await ReadOnly()
-        self.quiet += 1
         if dut.tx__valid.value:
             self.quiet = 0
             word = unpack(Beat, dut.tx__payload.value.to_unsigned())
@@ -81,6 +93,21 @@ class _Session:
                 self.current = None
         await bench.tick()
 
+    async def skip(self, cycles):
+        """Run ``cycles`` cycles in the simulator alone, without a Python step per cycle.
+
+        Only while the design is settled and no input is due: nothing can
+        leave ``tx`` then, so only the time is needed, from this falling edge
+        to the one ``cycles`` later.
+        """
+        dut, bench = self.dut, self.bench
+        bench.drive_beat(None)
+        dut.csr__w_en.value = 0
+        await Timer(cycles * CLOCK_PS - CLOCK_PS // 4, "ps")
+        await FallingEdge(dut.clk)
+        bench.cycle += cycles
+        self.quiet += cycles
+
     def queue_frame(self, at, data, err):
         start = max(at, self.beats[-1][0] + 1 if self.beats else at, self.bench.cycle)
         for offset, beat in enumerate(schedule_beats([RxFrame(data, err)])):
@@ -91,9 +118,14 @@ class _Session:
         for offset, (address, word) in enumerate(writes):
             self.writes.append((start + offset, address, word))
 
-    async def advance(self, until):
-        while self.bench.cycle <= until:
-            await self.step()
+    async def advance(self, until, complete):
+        while self.bench.cycle <= until or (complete and self.current is not None):
+            # Run alone up to the next queued input, or through `until`, when nothing is in flight.
+            target = min([until + 1, *(queue[0][0] for queue in (self.beats, self.writes) if queue)])
+            if self.settled and target - self.bench.cycle > IDLE_SKIP_CYCLES:
+                await self.skip(target - self.bench.cycle)
+            else:
+                await self.step()
         frames, self.tx_frames = self.tx_frames, []
         return {"frames": frames, "cycle": self.bench.cycle, "idle": self.idle}
 
@@ -126,7 +158,7 @@ async def pipeline_session(dut):
                 session.queue_writes(command["at"], command["writes"])
                 answer = {}
             elif op == "advance":
-                answer = await session.advance(command["until"])
+                answer = await session.advance(command["until"], command.get("complete", False))
             elif op == "read":
                 answer = {"registers": await session.read(command["registers"]), "cycle": bench.cycle}
             elif op == "close":
