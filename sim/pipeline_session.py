@@ -31,7 +31,7 @@ __all__ = ["PipelineSession", "SessionFrame", "SessionSniper"]
 
 BENCH = "tick2trade.sim.benches.pipeline_session_bench"
 #: Cycles of a quiet stretch a ``SessionSniper`` lets the design run (the rest is cut).
-QUIET_CYCLES_KEPT = 256
+QUIET_CYCLES_KEPT = 64
 #: Seconds to wait for the simulator to start (a first Verilator build takes minutes).
 START_TIMEOUT_S = 1200.0
 
@@ -185,9 +185,10 @@ class SessionSniper:
 
     A race is mostly silence (milliseconds between frames, microseconds of
     activity), and a simulator runs some 10**5 cycles a second, so a quiet
-    stretch (nothing queued, nothing in flight) is cut to
-    ``QUIET_CYCLES_KEPT`` cycles and the race's clock moves on without the
-    design: ``skipped_cycles`` counts what was cut. In such a stretch only
+    stretch (nothing queued, nothing in flight for the bench's quiet cycles)
+    is cut to ``QUIET_CYCLES_KEPT`` more cycles, however many advances it
+    spans, and the race's clock moves on without the design:
+    ``skipped_cycles`` counts what was cut. In such a stretch only
     the design's cycle counter and the risk gate's refill timer would have
     moved: the token bucket refills by the cycles the design ran, not by
     race time (the race's default bucket never runs dry; a scenario whose
@@ -199,6 +200,7 @@ class SessionSniper:
         self.session = PipelineSession(strategy, simulator=simulator, dst_ip=dst_ip, dst_port=dst_port)
         self.late_inputs = 0
         self.skipped_cycles = 0
+        self._quiet_run = 0  # cycles run in the current quiet stretch
 
     def _cycle(self, time_ns: int) -> int:
         return self.session.start_cycle + -(-time_ns * CLOCK_HZ // 10**9) - self.skipped_cycles
@@ -217,10 +219,14 @@ class SessionSniper:
 
     def advance(self, until_ns: int) -> list[SniperOrder]:
         last_cycle = self._cycle(until_ns) - 1  # the cycles before until_ns: an input at until_ns is not late
-        if self.session.idle and last_cycle - self.session.cycle > QUIET_CYCLES_KEPT:
-            cut = last_cycle - self.session.cycle - QUIET_CYCLES_KEPT
-            self.skipped_cycles += cut
-            last_cycle -= cut
+        if self.session.idle:
+            wanted = max(0, last_cycle + 1 - self.session.cycle)
+            run = min(wanted, max(0, QUIET_CYCLES_KEPT - self._quiet_run))
+            self._quiet_run += run
+            self.skipped_cycles += wanted - run
+            last_cycle -= wanted - run
+        else:
+            self._quiet_run = 0
         frames = self.session.advance(last_cycle, complete=True)
         return [SniperOrder(self._time_ns(frame.first_cycle), frame.data) for frame in frames if not frame.aborted]
 
