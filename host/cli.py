@@ -9,6 +9,7 @@ import time
 from .codec.net import CodecError
 from .device import BACKENDS, DeviceError, RxFrame, open_rx_device
 from .files import atomic_write
+from .sniper import SNIPER_BACKENDS
 
 __all__ = ["main"]
 
@@ -241,56 +242,29 @@ def cmd_demo(args):
         raise UsageError(f"{args.config}: {error}") from None
 
 
-def _race_sniper_factory(backend, snipers):
-    """The race's sniper factory for ``backend``: None (the golden model) or the gateware in a simulator
-    session; every sniper made is kept in ``snipers`` for closing."""
-    if backend == "model":
-        return None
-
-    def factory(scenario, directory):
-        import copy
-
-        from ..sim.pipeline_session import SessionSniper
-        from .strategy import resolve_instruments
-        strategy = copy.deepcopy(scenario.sniper)
-        resolve_instruments(strategy, directory)
-        print(f"starting the gateware on {backend} (a first build takes minutes)", file=sys.stderr)
-        sniper = SessionSniper(strategy, simulator=backend)
-        snipers.append(sniper)
-        return sniper
-    return factory
-
-
 def cmd_race(args):
     import dataclasses
 
-    from .race import RaceScenarioError, latency_sweep, load_scenario, run_race, sweep_latencies
+    from .race import RaceScenarioError, load_scenario, race_and_sweep
     from .report import summary_table, write_race_report
+    from .sniper import sniper_factory
     try:
         scenario = load_scenario(args.scenario)
     except RaceScenarioError as error:
         raise UsageError(str(error)) from None
     if args.seed is not None:
         scenario = dataclasses.replace(scenario, seed=args.seed)
-    snipers = []
+    if args.backend != "model":
+        print(f"starting the gateware on {args.backend} (a first build takes minutes)", file=sys.stderr)
+    opened = []
+    progress = {}
     try:
-        result = run_race(scenario, sniper_factory=_race_sniper_factory(args.backend, snipers),
-                          progress=Progress(f"race ({args.backend} sniper), race ns"))
+        result, sweep = race_and_sweep(
+            scenario, sniper_factory=sniper_factory(args.backend, opened), sweep=args.sweep,
+            progress=lambda what, done, total: progress.setdefault(what, Progress(what))(done, total))
     finally:
-        for sniper in snipers:
+        for sniper in opened:
             sniper.close()
-    sweep = None
-    if args.sweep:
-        # The sweep runs the golden-model sniper at the latency the sniper just measured (its p50).
-        sniper_ns = result.sniper.decision_latency.p50 or scenario.sniper_model_latency_ns
-        swept = dataclasses.replace(scenario, sniper_model_latency_ns=sniper_ns,
-                                    sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
-        latencies = sweep_latencies(sniper_ns)
-        progress = Progress("latency sweep, races")
-        sweep = []
-        for done, latency in enumerate(latencies):
-            sweep += latency_sweep(swept, [latency])
-            progress(done + 1, len(latencies))
     files = write_race_report(result, sweep, args.out)
     print(summary_table(json.loads(files.json.read_text())))
     print(f"wrote {files.json}, {files.html} and {len(files.histograms)} HDR histograms (.hgrm) in {files.directory}",
@@ -432,7 +406,7 @@ def build_parser():
                                                              "(examples/race.toml documents every field)")
     race.add_argument("--seed", type=int, help="the race's seed (default: the scenario's)")
     race.add_argument("--out", default="out/race", help="report folder (%(default)s)")
-    race.add_argument("--backend", choices=["model", "verilator", "icarus"], default="model",
+    race.add_argument("--backend", choices=SNIPER_BACKENDS, default="model",
                       help="the sniper: the golden model (constant latency) or the gateware in a simulator "
                            "(%(default)s)")
     race.add_argument("--no-sweep", dest="sweep", action="store_false",

@@ -1,8 +1,10 @@
 """``make demo``: feeds through the golden model and through the gateware in Verilator, compared.
 
-Two parts: the market-data receive path on a morning's order flow (decoded
-messages and counters), then the whole tick-to-trade pipeline on a market
-whose target quotes go stale (order frames, rejections, actionable latency).
+Three parts: the market-data receive path on a morning's order flow
+(decoded messages and counters), the whole tick-to-trade pipeline on a
+market whose target quotes go stale (order frames, rejections, actionable
+latency), then the race: the gateware as sniper against the Python market
+maker in the simulated exchange, with its report.
 """
 
 import json
@@ -17,6 +19,9 @@ from .files import atomic_write
 from .pipeline_device import (CLOCK_NS, ModelPipelineDevice, actionable_latencies, golden_order_records,
                               latency_summary, open_pipeline_device, sent_order_records, summarize)
 from .pipeline_model import stock_directory
+from .race import load_scenario, race_and_sweep
+from .report import summary_table, write_race_report
+from .sniper import sniper_factory
 from .strategy import resolve_instruments
 
 __all__ = ["run_demo", "DEMO_FEED", "DEMO_SNIPE_FEED"]
@@ -58,9 +63,11 @@ def run_demo(out_dir, strategy, simulator="verilator"):
     receive = _receive_path(out_dir, simulator)
     print()
     trading = _tick_to_trade(out_dir, strategy, simulator)
+    print()
+    race = _race(out_dir / "race", simulator)
     with atomic_write(out_dir / "summary.json", "w", encoding="utf-8") as file:
-        json.dump({"receive_path": receive, "tick_to_trade": trading}, file, indent=2)
-    print(f"  summary of both parts: {out_dir}/summary.json")
+        json.dump({"receive_path": receive, "tick_to_trade": trading, "race": race}, file, indent=2)
+    print(f"  summary of the three parts: {out_dir}/summary.json")
     if not (receive["agree"] and trading["agree"]):
         print("tick2trade demo: the gateware disagrees with the golden model", file=sys.stderr)
         return 1
@@ -154,3 +161,29 @@ def _tick_to_trade(out_dir, strategy, simulator):
     print(f"  gateware and golden model {'agree, order frame for order frame' if agree else 'DISAGREE'}")
     print(f"  files: {out_dir}/snipe.pcap, golden_orders.pcap, hw_orders.pcap (open them in Wireshark)")
     return {**summary, "agree": agree}
+
+
+def _race(out_dir, simulator):
+    """Part 3: the default race with the gateware as sniper, and its report."""
+    print(f"tick2trade demo, part 3: the race, the gateware ({simulator}) against a Python market maker")
+    scenario = load_scenario("default")
+    steps = _Steps()
+    steps.start(f"racing for {scenario.duration_ns / 1e9:g} s of market time, then a maker-latency sweep "
+                f"(golden-model sniper)")
+    opened = []
+    try:
+        result, sweep = race_and_sweep(scenario, sniper_factory=sniper_factory(simulator, opened))
+    finally:
+        for sniper in opened:
+            sniper.close()
+    steps.done()
+    files = write_race_report(result, sweep, out_dir)
+    report = json.loads(files.json.read_text())
+    print()
+    print("\n".join(f"  {line}" for line in summary_table(report).splitlines()))
+    print()
+    print(f"  report: {files.html} (open it in a browser); data: {files.json}; HDR histograms: {out_dir}/*.hgrm")
+    return {"report": str(files.json), "races": report["races"]["count"],
+            "sniper_wins": report["races"]["sniper_wins"], "advantage": report["advantage"],
+            "mm_pnl_total": report["mm_pnl"]["total"]}
+

@@ -1251,3 +1251,30 @@ def latency_sweep(scenario: RaceScenario, latencies_ns: Sequence[int], *,
         result = run_race(dataclasses.replace(scenario, maker_decision_ns=latency_ns), sniper_factory=sniper_factory)
         points.append(SweepPoint(latency_ns, result.maker.pnl.total, result.races.count, result.races.sniper_wins))
     return points
+
+
+def race_and_sweep(scenario: RaceScenario, *, sniper_factory: SniperFactory | None = None, sweep: bool = True,
+                   progress: Callable[[str, int, int], None] | None = None
+                   ) -> tuple[RaceResult, list[SweepPoint] | None]:
+    """The race of `scenario` with `sniper_factory`'s sniper, then (with `sweep`) the maker-latency sweep.
+
+    The sweep runs the golden-model sniper (one race per maker latency) at
+    the decision latency the race's sniper just showed (its p50), so that a
+    sweep after a simulator race stands for the gateware. `progress(what,
+    done, total)` follows both.
+    """
+    result = run_race(scenario, sniper_factory=sniper_factory,
+                      progress=progress and (lambda done, total: progress("race, ns", done, total)))
+    if not sweep:
+        return result, None
+    sniper_ns = result.sniper.decision_latency.p50 or scenario.sniper_model_latency_ns
+    swept = dataclasses.replace(scenario, sniper_model_latency_ns=sniper_ns,
+                                sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
+    latencies = sweep_latencies(sniper_ns)
+    points = []
+    for done, latency in enumerate(latencies):
+        points += latency_sweep(swept, [latency])
+        if progress:
+            progress("latency sweep, races", done + 1, len(latencies))
+    return result, points
+

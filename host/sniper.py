@@ -60,7 +60,7 @@ from .order_types import Side
 from .pipeline_model import PipelineModel
 from .strategy import StrategyFile
 
-__all__ = ["CLOCK_HZ", "FAST_PATH_CYCLES", "MODEL_LATENCY_NS", "SniperOrder", "Sniper", "ModelSniper",
+__all__ = ["sniper_factory", "SNIPER_BACKENDS", "CLOCK_HZ", "FAST_PATH_CYCLES", "MODEL_LATENCY_NS", "SniperOrder", "Sniper", "ModelSniper",
            "SniperFill", "SniperHost", "HostProtocolError", "position_register"]
 
 #: The 10GbE reference clock the gateware runs at (6.4 ns per cycle).
@@ -92,6 +92,34 @@ class Sniper(Protocol):
     def write_registers(self, writes: list[tuple[str, int]], at_ns: int) -> None: ...
 
     def counters(self) -> dict[str, int]: ...
+
+
+#: Where the race's sniper runs: the golden model, or the gateware in a simulator session.
+SNIPER_BACKENDS = ("model", "verilator", "icarus")
+
+
+def sniper_factory(backend: str, opened: list):
+    """The race's sniper factory for `backend` (one of SNIPER_BACKENDS).
+
+    "model": None, the race's default (`ModelSniper`). A simulator: the
+    gateware in a session (`sim/pipeline_session.py`, `SessionSniper`),
+    configured from the scenario's strategy; each sniper made is appended to
+    `opened`, for the caller to close.
+    """
+    if backend not in SNIPER_BACKENDS:
+        raise ValueError(f"unknown sniper backend {backend!r}; choose one of {', '.join(SNIPER_BACKENDS)}")
+    if backend == "model":
+        return None
+
+    def factory(scenario, directory):
+        from ..sim.pipeline_session import SessionSniper
+        from .strategy import resolve_instruments
+        strategy = copy.deepcopy(scenario.sniper)
+        resolve_instruments(strategy, directory)
+        sniper = SessionSniper(strategy, simulator=backend)
+        opened.append(sniper)
+        return sniper
+    return factory
 
 
 def position_register(position: int) -> int:

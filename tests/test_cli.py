@@ -162,3 +162,42 @@ def test_demo_with_a_bad_strategy_file_gives_one_line_before_running(tmp_path):
     assert status == 2 and stdout == ""
     assert stderr.count("\n") == 1 and "risk.max_qty: must be an integer" in stderr
     assert not (tmp_path / "demo").exists()
+
+
+EXAMPLE_RACE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "race.toml"
+
+
+def test_race_writes_a_report_and_prints_the_summary(tmp_path):
+    scenario = tmp_path / "race.toml"
+    scenario.write_text(EXAMPLE_RACE.read_text().replace("duration_s = 10", "duration_s = 1"))
+    status, stdout, stderr = run_cli("race", "--scenario", scenario, "--seed", "4", "--out", tmp_path / "race",
+                                     "--no-sweep")
+    assert status == 0, stderr
+    report = json.loads((tmp_path / "race" / "report.json").read_text())
+    assert report["seed"] == 4 and report["scenario"]["duration_ns"] == 10**9
+    races = next(line for line in stdout.splitlines() if line.startswith("races"))
+    assert races.split()[1:3] == [str(report["races"]["count"]), str(report["races"]["sniper_wins"])]
+    assert (tmp_path / "race" / "report.html").is_file()
+
+
+def test_race_with_a_bad_scenario_gives_one_line(tmp_path):
+    scenario = tmp_path / "race.toml"
+    scenario.write_text(EXAMPLE_RACE.read_text().replace("duration_s = 10", "duration_s = -1"))
+    status, stdout, stderr = run_cli("race", "--scenario", scenario, "--out", tmp_path / "race")
+    assert status == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "duration_s" in stderr
+    assert not (tmp_path / "race").exists()
+
+
+def test_report_compare_fails_on_a_regression_beyond_the_threshold(tmp_path):
+    base = {"name": "pipeline", "luts": 1000, "ffs": 900, "brams": 4, "fmax_mhz": {"clk": 100.0}}
+    paths = {}
+    for name, fmax in (("a", 100.0), ("b", 90.0)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps({**base, "fmax_mhz": {"clk": fmax}}))
+    status, stdout, _ = run_cli("report", "compare", paths["a"], paths["b"], "--fail-on-regression", "15")
+    assert status == 0 and "fmax_mhz" in stdout
+    status, _, stderr = run_cli("report", "compare", paths["a"], paths["b"], "--fail-on-regression", "5")
+    assert status == 1 and "worse by more than 5" in stderr
+    status, _, stderr = run_cli("report", "compare", paths["a"], tmp_path / "missing.json")
+    assert status == 2 and stderr.count("\n") == 1
