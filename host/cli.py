@@ -289,34 +289,22 @@ def cmd_report_compare(args):
     return 0
 
 
-def _percent(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
+def _checked(convert, noun, holds, requirement):
+    """An argparse type: ``convert`` (int or float) the text, then check that ``holds`` of the value."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not holds(value):
+            raise argparse.ArgumentTypeError(f"{text} {requirement}")
+        return value
+    return parse
 
 
-def _probability(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1)")
-    return value
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+_percent = _checked(float, "a number", lambda value: value >= 0, "must not be negative")
+_probability = _checked(float, "a number", lambda value: 0.0 <= value < 1.0, "is not a probability in [0, 1)")
+_positive = _checked(int, "a whole number", lambda value: value >= 1, "must be at least 1")
 
 
 def build_parser():

@@ -4,8 +4,9 @@ import contextlib
 import os
 import pathlib
 import tempfile
+import tomllib
 
-__all__ = ["atomic_write", "current_umask"]
+__all__ = ["atomic_write", "current_umask", "read_text", "read_toml"]
 
 
 @contextlib.contextmanager
@@ -37,3 +38,27 @@ def current_umask():
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def read_text(path, error, *, missing=""):
+    """The UTF-8 text of ``path``; else ``error`` (an exception class) with one line naming the file.
+
+    ``missing`` is added to the message when the file does not exist.
+    """
+    path = pathlib.Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such file{missing}") from None
+    except (OSError, UnicodeDecodeError) as failure:
+        raise error(f"{path}: cannot read it ({getattr(failure, 'strerror', None) or failure})") from None
+
+
+def read_toml(path, error, *, missing=""):
+    """The TOML file at ``path`` as data; else ``error`` with one line naming the file (see ``read_text``)."""
+    text = read_text(path, error, missing=missing)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{path}: not valid TOML ({failure})") from None
+

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from .files import read_toml
 from .order_tx_model import OrderTemplate
 from .order_types import Side
 from .risk_model import RiskLimits
@@ -239,16 +239,7 @@ def parse_strategy(data: dict, source: str = "<string>") -> StrategyFile:
 def load_strategy(path) -> StrategyFile:
     """Read and check the strategy file at ``path``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StrategyError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise StrategyError(f"{path}: cannot read it ({error})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise StrategyError(f"{path}: not valid TOML ({error})") from None
+    data = read_toml(path, StrategyError)
     try:
         return parse_strategy(data, str(path))
     except StrategyError as error:
