@@ -67,6 +67,52 @@ Readings of OUCH 4.2 made here:
 - Orders of one participant may trade with each other (no self-match
   prevention): both Executed messages then go to that participant.
 
+Frequent batch auctions (`batch_interval_ns`, after Budish, Cramton and Shim
+2015, "The High-Frequency Trading Arms Race"): the counterfactual of the
+race. With an interval, the exchange is a discrete-time market:
+
+- An Enter Order is checked on arrival as in the continuous market:
+  Rejected, or Accepted at once with its order reference number (so that
+  a Cancel Order of it later in the same interval finds it), but it does
+  not trade or rest yet. A Cancel Order naming a token never accepted is
+  ignored on arrival (`unknown_cancels`); any other waits too.
+- The batch ends at each multiple of the interval after the open
+  (`next_batch_ns`); the caller runs it with `run_batch(now_ns)` at exactly
+  that time, and may make no other call at a later time before it has.
+  Arrivals at the batch's own ns before `run_batch` belong to it; those
+  after, to the next.
+- At the end of a batch, first the interval's cancels, in arrival order:
+  each cuts its order (resting, or entered in this interval) as a continuous
+  cancel does; an order with no open shares left makes it too late. So a
+  cancel that reaches the exchange in the same interval as an order aimed at
+  its quote always wins: the point of the design.
+- Then, per instrument, a uniform-price call auction over the book and the
+  interval's orders. Demand at a price p is the open shares of the bids at p
+  and above, supply those of the asks at p and below; the volume at p is
+  the smaller. The prices of the greatest volume (if above 0) are a range
+  [lo, hi] of the limit prices; the clearing price is its midpoint, (lo +
+  hi) // 2 (rounded down to a price unit). Every trade of the batch is at
+  that one price. Who trades at the margin: price first, then time, where
+  time means orders resting from earlier batches (in their queue order)
+  before the interval's orders (in arrival order). (BCS ration pro rata at
+  the margin; the time rule is simpler and keeps resting orders' priority.)
+  The buys and sells chosen are paired in that order into fills. In each
+  fill the order accepted first (the lower order reference: a resting order,
+  or the interval's earlier one) is the `Fill.maker` (liquidity 'A') and the
+  other the aggressor (liquidity 'R').
+- A fill whose resting-role order is on the book (its Add Order was
+  published) publishes Order Executed 'E' when the clearing price is the
+  order's price and Order Executed with Price 'C' (printable 'Y') otherwise
+  (an 'E' carries no price); a fill between two of the interval's orders,
+  neither ever on the feed, publishes a Trade 'P' (order reference 0, the
+  resting-role order's side). Immediate-or-cancel remainders are cancelled
+  (Canceled, reason 'I'); limit remainders rest, in arrival order, behind
+  the book's orders at their price, each published as an Add Order. After
+  a batch the book is never crossed.
+- Every message of a batch is timestamped at the batch's end. With no
+  interval (None, the default) the exchange is the continuous market above,
+  unchanged.
+
 The ITCH tracking number is the low 16 bits of the message's MoldUDP64
 sequence number; System Events have stock locate 0.
 """
@@ -135,6 +181,7 @@ _BBO_WEIGHT_NOT_GIVEN = " "
 _LIQUIDITY_ADDED = "A"
 _LIQUIDITY_REMOVED = "R"
 _OUCH_START_OF_DAY = "S"
+_PRINTABLE = "Y"
 
 
 # --- the book -----------------------------------------------------------------------------
@@ -250,6 +297,64 @@ class OrderBook:
                 if not queue.orders:
                     self._remove_level(order.side, order.price)
         return decrement
+
+    def orders(self, side: Side) -> list[Order]:
+        """The resting orders of `side` in priority order: best price first, oldest first at a price."""
+        prices = self._prices[side]
+        return [order for price in (reversed(prices) if side is Side.BID else prices)
+                for order in self._queues[side][price].orders]
+
+    def cross(self, incoming: Sequence[Order]) -> tuple[int | None, list[tuple[Order, Order, int]]]:
+        """A uniform-price call auction of the book and the `incoming` orders (module docstring, batch auctions).
+
+        `incoming` are orders not in the book, in arrival order. Returns the
+        clearing price and the fills as (buy, sell, shares) in priority order,
+        or (None, []) when nothing crosses. The resting orders lose what they
+        traded (leaving the book at 0) and the incoming ones' `shares` too;
+        what is left of the incoming orders is the caller's to rest or cancel.
+        """
+        sides = {}
+        for side in (Side.BID, Side.ASK):
+            sign = -1 if side is Side.BID else 1
+            # sorted() is stable: at a price, the book's orders (in queue order), then the incoming in arrival order
+            sides[side] = sorted([*self.orders(side), *(order for order in incoming if order.side is side)],
+                                 key=lambda order: sign * order.price)
+        bids, asks = sides[Side.BID], sides[Side.ASK]
+        volume, low, high = 0, None, None
+        for price in sorted({order.price for order in (*bids, *asks)}):
+            at = min(sum(order.shares for order in bids if order.price >= price),
+                     sum(order.shares for order in asks if order.price <= price))
+            if at > volume:
+                volume, low, high = at, price, price
+            elif at == volume and at:
+                high = price  # the volume is unimodal in the price: the greatest is one range
+        if not volume:
+            return None, []
+        price = (low + high) // 2
+        chosen = {side: [] for side in sides}
+        for side, orders in sides.items():
+            left = volume
+            for order in orders:
+                if not left:
+                    break
+                traded = min(left, order.shares)
+                chosen[side].append([order, traded])
+                left -= traded
+        fills: list[tuple[Order, Order, int]] = []
+        buys, sells = deque(list(pair) for pair in chosen[Side.BID]), deque(list(pair) for pair in chosen[Side.ASK])
+        while buys:
+            traded = min(buys[0][1], sells[0][1])
+            fills.append((buys[0][0], sells[0][0], traded))
+            for queue in (buys, sells):
+                queue[0][1] -= traded
+                if not queue[0][1]:
+                    queue.popleft()
+        for order, traded in (*chosen[Side.BID], *chosen[Side.ASK]):
+            if order.order_ref in self._orders:
+                self.reduce(order.order_ref, order.shares - traded)
+            else:
+                order.shares -= traded
+        return price, fills
 
     def best(self, side: Side) -> Level | None:
         """The best level of `side`, or None when it is empty."""
@@ -449,6 +554,15 @@ class ProtocolError(ValueError):
     """Bytes a session cannot take: an undecodable packet or OUCH message, or a packet type not served."""
 
 
+@dataclass(frozen=True)
+class _Entered:
+    """An order accepted in a batch's interval, waiting for the batch's end."""
+
+    order: Order
+    immediate_or_cancel: bool
+    stock: str
+
+
 @dataclass
 class _Session:
     """A participant's SoupBinTCP session: unframed bytes and every order accepted, by token."""
@@ -479,10 +593,13 @@ class Exchange:
     names of the sessions. `feed` gives the feed's addresses, MoldUDP64
     session and first sequence number, and with `start_ns` the session's
     start in ITCH time; `max_udp_payload` bounds each MoldUDP64 packet.
+    `batch_interval_ns` makes it a frequent batch auction (module
+    docstring); None, the default, is the continuous market.
     """
 
     def __init__(self, instruments: Sequence[tuple[int, str]], participants: Sequence[str], *,
-                 feed: FeedConfig = FeedConfig(), max_udp_payload: int = MAX_UDP_PAYLOAD):
+                 feed: FeedConfig = FeedConfig(), max_udp_payload: int = MAX_UDP_PAYLOAD,
+                 batch_interval_ns: int | None = None):
         self.instruments = _check_instruments(instruments)
         _check_participants(participants)
         if not isinstance(max_udp_payload, int) or not \
@@ -491,6 +608,11 @@ class Exchange:
                              f"{_MAX_DATAGRAM_PAYLOAD}, not {max_udp_payload!r}")
         if not 0 <= feed.start_ns < NS_PER_DAY:
             raise ValueError(f"the session must start within the day, not at {feed.start_ns} ns since midnight")
+        if batch_interval_ns is not None and (not isinstance(batch_interval_ns, int)
+                                              or isinstance(batch_interval_ns, bool) or batch_interval_ns < 1):
+            raise ValueError(f"batch_interval_ns must be None (continuous) or an int of 1 ns or more, "
+                             f"not {batch_interval_ns!r}")
+        self.batch_interval_ns = batch_interval_ns
         self.feed = feed
         self._frames = FrameBuilder(feed)
         self.max_udp_payload = max_udp_payload
@@ -504,6 +626,9 @@ class Exchange:
         self._next_match = 1
         self._next_sequence = feed.first_sequence
         self._last_ns = 0
+        self._next_batch_ns: int | None = None  # set at the open in batch mode
+        self._batch_orders: list[_Entered] = []  # accepted in the interval, in arrival order
+        self._batch_cancels: list[tuple[str, CancelOrder]] = []
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -513,6 +638,8 @@ class Exchange:
             raise ValueError("the exchange is already open")
         call = self._begin(now_ns)
         self.is_open = True
+        if self.batch_interval_ns is not None:
+            self._next_batch_ns = now_ns + self.batch_interval_ns
         for message in start_of_day([(i.locate, i.symbol) for i in self.instruments],
                                     itertools.repeat(call.timestamp)):
             self._publish(call, message)
@@ -559,6 +686,33 @@ class Exchange:
         self._cancel(call, participant, cancel)
         return self._finish(call)
 
+    def next_batch_ns(self) -> int | None:
+        """When the current batch ends (batch mode, once open), for the caller to `run_batch` then; else None."""
+        return self._next_batch_ns
+
+    def run_batch(self, now_ns: int) -> Emission:
+        """End the batch due at `now_ns` (`next_batch_ns`): its cancels, then an auction per instrument.
+
+        See the module docstring (frequent batch auctions). Raises ValueError
+        in continuous mode, before the open, or at any other time.
+        """
+        if self.batch_interval_ns is None:
+            raise ValueError("run_batch: this exchange is continuous (no batch_interval_ns)")
+        if self._next_batch_ns is None:
+            raise ValueError("run_batch: the exchange is not open yet")
+        if now_ns != self._next_batch_ns:
+            raise ValueError(f"the next batch ends at {self._next_batch_ns} ns, not {now_ns!r}")
+        call = self._begin(now_ns)
+        self._next_batch_ns += self.batch_interval_ns
+        cancels, self._batch_cancels = self._batch_cancels, []
+        entered, self._batch_orders = self._batch_orders, []
+        for participant, cancel in cancels:
+            self._cancel(call, participant, cancel, batched=True)
+        for instrument in self.instruments:
+            self._auction(call, instrument, [item for item in entered
+                                             if item.order.locate == instrument.locate and item.order.shares])
+        return self._finish(call)
+
     # --- read-only views -----------------------------------------------------------------------
 
     def top(self, locate: int) -> BookTop:
@@ -597,6 +751,9 @@ class Exchange:
             _BBO_WEIGHT_NOT_GIVEN))
         call.events.append(OrderAccepted(call.now_ns, participant, order.token, locate, order.order_ref, side,
                                          order.shares, order.price, ioc))
+        if self.batch_interval_ns is not None:
+            self._batch_orders.append(_Entered(order, ioc, entered.stock))
+            return
         book = self._books[locate]
         for resting, traded in book.match(side, order.price, order.shares):
             order.shares -= traded
@@ -640,7 +797,8 @@ class Exchange:
             return RejectReason.INVALID_PRICE
         return None
 
-    def _cancel(self, call: _Call, participant: str, cancel: CancelOrder) -> None:
+    def _cancel(self, call: _Call, participant: str, cancel: CancelOrder, *, batched: bool = False) -> None:
+        """Apply `cancel`; in batch mode, on arrival, only an unknown token or a done order is settled at once."""
         order = self._sessions[participant].orders.get(cancel.token)
         if order is None or not order.shares:
             if order is None:
@@ -651,16 +809,67 @@ class Exchange:
                 reason = IgnoredCancelReason.TOO_LATE
             call.events.append(CancelIgnored(call.now_ns, participant, cancel.token, reason))
             return
-        decrement = self._books[order.locate].reduce(order.order_ref, cancel.shares)
+        if self.batch_interval_ns is not None and not batched:
+            self._batch_cancels.append((participant, cancel))
+            return
+        book = self._books[order.locate]
+        on_feed = order.order_ref in book  # else entered in this batch's interval: never published
+        if on_feed:
+            decrement = book.reduce(order.order_ref, cancel.shares)
+        else:
+            decrement = max(0, order.shares - cancel.shares)
+            order.shares -= decrement
         if not decrement:
             return
-        if order.shares:
+        if on_feed and order.shares:
             self._publish(call, itch.OrderCancel(order.locate, 0, 0, order.order_ref, decrement))
-        else:
+        elif on_feed:
             self._publish(call, itch.OrderDelete(order.locate, 0, 0, order.order_ref))
         call.answer(participant, Canceled(call.timestamp, order.token, decrement, CancelReason.USER.value))
         call.events.append(OrderCanceled(call.now_ns, participant, order.token, order.locate, order.order_ref,
                                          decrement, order.shares, CancelReason.USER))
+
+    def _auction(self, call: _Call, instrument: Instrument, entered: list[_Entered]) -> None:
+        """One instrument's call auction at the end of a batch, its fills published, the remainders settled."""
+        locate = instrument.locate
+        book = self._books[locate]
+        on_feed = {order.order_ref for side in (Side.BID, Side.ASK) for order in book.orders(side)}
+        price, fills = book.cross([item.order for item in entered])
+        for buy, sell, traded in fills:
+            resting, aggressor = (buy, sell) if buy.order_ref < sell.order_ref else (sell, buy)
+            match = self._next_match
+            self._next_match += 1
+            if resting.order_ref not in on_feed:
+                self._publish(call, itch.Trade(locate, 0, 0, 0, _ITCH_SIDE[resting.side], traded, instrument.symbol,
+                                               price, match))
+            elif price == resting.price:
+                self._publish(call, itch.OrderExecuted(locate, 0, 0, resting.order_ref, traded, match))
+            else:
+                self._publish(call, itch.OrderExecutedWithPrice(locate, 0, 0, resting.order_ref, traded, match,
+                                                                _PRINTABLE, price))
+            call.answer(aggressor.owner, Executed(call.timestamp, aggressor.token, traded, price, _LIQUIDITY_REMOVED,
+                                                  match))
+            call.answer(resting.owner, Executed(call.timestamp, resting.token, traded, price, _LIQUIDITY_ADDED,
+                                                match))
+            call.events.append(Fill(call.now_ns, locate, match, price, traded, aggressor.side, aggressor.owner,
+                                    aggressor.token, aggressor.order_ref, resting.owner, resting.token,
+                                    resting.order_ref))
+        for item in entered:
+            order = item.order
+            if not order.shares:
+                continue
+            if item.immediate_or_cancel:
+                cancelled, order.shares = order.shares, 0
+                call.answer(order.owner, Canceled(call.timestamp, order.token, cancelled,
+                                                  CancelReason.IMMEDIATE_OR_CANCEL.value))
+                call.events.append(OrderCanceled(call.now_ns, order.owner, order.token, locate, order.order_ref,
+                                                 cancelled, 0, CancelReason.IMMEDIATE_OR_CANCEL))
+                continue
+            book.add(order)
+            self._publish(call, itch.AddOrder(locate, 0, 0, order.order_ref, _ITCH_SIDE[order.side], order.shares,
+                                              item.stock, order.price))
+            call.events.append(OrderRested(call.now_ns, order.owner, order.token, locate, order.order_ref,
+                                           order.side, order.shares, order.price))
 
     # --- calls, feed and sessions ------------------------------------------------------------------
 
@@ -671,6 +880,8 @@ class Exchange:
         if timestamp >= NS_PER_DAY:
             raise ValueError(f"now_ns {now_ns} is past midnight (the session starts {self.feed.start_ns} ns "
                              "after midnight)")
+        if self._next_batch_ns is not None and now_ns > self._next_batch_ns:
+            raise ValueError(f"the batch ending at {self._next_batch_ns} ns must be run before a call at {now_ns} ns")
         self._last_ns = now_ns
         return _Call(now_ns, timestamp)
 

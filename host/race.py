@@ -105,9 +105,10 @@ Metrics (`RaceResult`):
   price and Q rested on the book as the exchange published a frame the
   sniper was fed in the answer window before the order left (the newest such
   frame; in it, the oldest such quote). The winner is whichever reached the
-  exchange first (at the same ns, the one the engine handled first); the
-  race's duration is the time between the two messages' arrivals at the
-  exchange. A sniper order aimed at a quote the maker never cancels
+  exchange first (at the same ns, the one the engine handled first); in a
+  batch auction, whichever the exchange acted on first: a later batch loses,
+  and in one batch the cancel wins. The race's duration is the time between
+  the two messages' arrivals at the exchange. A sniper order aimed at a quote the maker never cancels
   is `uncontested`, not a race. Stale quotes taken: maker quotes the sniper
   traded with. Late cancels: the maker's Cancel Orders that came after its
   order had no open shares left (the exchange's too-late cancels).
@@ -133,7 +134,23 @@ times (and with them whatever they decide: its tick-to-trade, the races, the
 P&L); `RaceResult.measured` names the measured fields, empty when the maker's
 decision leg is a constant.
 
-The frequent-batch-auction counterfactual is not here.
+The exchange's design (`exchange.batch_interval_ms`): continuous by default;
+with an interval, a frequent batch auction (host/exchange.py), whose batch
+ends are events of the engine (at each multiple of the interval, up to the
+race's end; an arrival at a batch's own ns belongs to it or to the next by
+the tie rule). `race_and_sweep` also runs the counterfactual, the same
+scenario and seed in the other design (`counterfactual_scenario`: a
+continuous race's is the batch auction at
+`exchange.counterfactual_batch_interval_ms`, 100 ms by default as Budish,
+Cramton and Shim suggest; a batch race's is the continuous market), with the
+golden-model sniper at the race's sniper's decision p50 (as the sweep), and
+measures the maker's two runners (asyncio and the blocking loop,
+host/market_maker.py's `measure_loopback`) on 127.0.0.1 with the race's
+first `RUNNER_PACKETS` feed packets: round trip (UDP send to the last order
+byte at a TCP server), socket legs (round trip less the core's decision),
+and the core's decision, each checked to send what the core alone sends.
+These are measured too (`agents.maker.implementations`), and they are
+reported, not used by the race: its maker's legs stay as configured.
 """
 
 from __future__ import annotations
@@ -154,13 +171,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .codec.net import parse_tcp_frame
+from .codec.net import parse_tcp_frame, parse_udp_frame
 from .codec.ouch import TIME_IN_FORCE_DAY, TIME_IN_FORCE_IOC, CancelOrder, EnterOrder, decode_inbound
 from .codec.soupbintcp import UnsequencedData, split_packets
 from .exchange import (MAX_PRICE, MAX_SHARES, CancelIgnored, Emission, Exchange, Fill, IgnoredCancelReason,
                        OrderAccepted, OrderCanceled, OrderRejected, OrderRested)
 from .feed import PRICE_TICK
-from .market_maker import MarketMaker, MarketMakerConfig
+from .market_maker import Implementation, LoopbackError, MarketMaker, MarketMakerConfig, measure_loopback
 from .order_types import Side
 from .sniper import MODEL_LATENCY_NS, ModelSniper, Sniper, SniperHost, SniperOrder
 from .strategy import StrategyError, StrategyFile, load_strategy, parse_strategy
@@ -170,7 +187,9 @@ __all__ = [
     "RESULT_SCHEMA",
     "RaceScenarioError", "Legs", "LeadProcess", "Takers", "RaceScenario", "DEFAULT_SCENARIO_DATA", "parse_scenario",
     "load_scenario", "CausalityError", "EventQueue", "LatencyStats", "PnL", "AgentResult", "RaceStats",
-    "RaceResult", "SniperFactory", "run_race", "SweepPoint", "sweep_latencies", "latency_sweep",
+    "RaceResult", "Counterfactual", "RunnerResult", "SniperFactory", "run_race", "SweepPoint", "sweep_latencies",
+    "latency_sweep", "COUNTERFACTUAL_BATCH_INTERVAL_NS", "RUNNER_PACKETS", "measure_runners",
+    "counterfactual_scenario", "race_and_sweep",
 ]
 
 #: The exchange's participants (SoupBinTCP sessions).
@@ -183,7 +202,13 @@ MARKOUT_HORIZONS_NS = {"1ms": 10**6, "10ms": 10**7, "100ms": 10**8, "1s": 10**9}
 PNL_SAMPLES = 200
 #: The version of `RaceResult.to_dict`'s layout.
 RESULT_SCHEMA = "tick2trade.race/1"
+#: The frequent batch auction's interval in the counterfactual race, by default (BCS 2015 suggest 100 ms or less).
+COUNTERFACTUAL_BATCH_INTERVAL_NS = 100 * 10**6
+#: How many of the race's feed packets the maker's two runners are measured on, at most.
+RUNNER_PACKETS = 300
 _MAX_DURATION_S = 3600
+_MAX_BATCH_INTERVAL_MS = 60_000
+_NS_PER_MS = 10**6
 _MAX_LEG_NS = 10 * 10**9
 _MAX_RATE_PER_S = 10**6
 _NS_PER_S = 10**9
@@ -251,6 +276,8 @@ class RaceScenario:
     sniper_legs: Legs
     sniper_model_latency_ns: int
     sniper_answer_window_ns: int
+    batch_interval_ns: int | None = None  # None: the continuous market
+    counterfactual_batch_interval_ns: int | None = COUNTERFACTUAL_BATCH_INTERVAL_NS  # None: no counterfactual
 
     def to_dict(self) -> dict:
         """The scenario as JSON-ready data (the sniper's strategy by its registers' values)."""
@@ -273,6 +300,8 @@ class RaceScenario:
                            "model_latency_ns": self.sniper_model_latency_ns,
                            "answer_window_ns": self.sniper_answer_window_ns},
             },
+            "exchange": {"batch_interval_ns": self.batch_interval_ns,
+                         "counterfactual_batch_interval_ns": self.counterfactual_batch_interval_ns},
         }
 
 
@@ -299,6 +328,7 @@ DEFAULT_SCENARIO_DATA: dict[str, Any] = {
         "sniper": {"feed_ns": 241, "entry_ns": 176, "response_ns": 241, "model_latency_ns": MODEL_LATENCY_NS,
                    "answer_window_ns": 10_000},
     },
+    "exchange": {"batch_interval_ms": 0, "counterfactual_batch_interval_ms": 100},
 }
 
 _BUILT_IN = {"default": DEFAULT_SCENARIO_DATA}
@@ -465,6 +495,17 @@ def _sniper(value: object, lead: str, target: str, base: Path | None) -> Strateg
     return strategy
 
 
+def _interval_ns(table: _Table, key: str) -> int | None:
+    """A batch interval in ms (a number, 0 for none) as ns, or None."""
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _MAX_BATCH_INTERVAL_MS:
+        table.fail(key, f"must be a number of ms from 0 (none) to {_MAX_BATCH_INTERVAL_MS}, not {value!r}")
+    ns = int(Decimal(repr(value)) * _NS_PER_MS)
+    if value and not ns:
+        table.fail(key, f"must be 0 or at least 1 ns (0.000001 ms), not {value!r}")
+    return ns or None
+
+
 def _legs(table: _Table) -> Legs:
     return Legs(*(table.integer(name, 0, _MAX_LEG_NS) for name in ("feed_ns", "entry_ns", "response_ns")))
 
@@ -512,12 +553,17 @@ def parse_scenario(data: dict, *, source: str = "<data>", base: Path | None = No
         sniper_table.fail("answer_window_ns", f"must be at least model_latency_ns ({model_latency_ns}), "
                                               f"not {window_ns}")
     sniper_table.finish()
+    exchange = top.table("exchange")
+    batch_interval_ns = _interval_ns(exchange, "batch_interval_ms")
+    counterfactual_ns = _interval_ns(exchange, "counterfactual_batch_interval_ms")
+    exchange.finish()
     top.finish()
     return RaceScenario(
         name=scenario_name, source=source, duration_ns=duration_ns, seed=seed, lead_symbol=lead_symbol,
         target_symbol=target_symbol, start_price=start_price, lead=lead, takers=takers, maker=maker, sniper=sniper,
         maker_legs=maker_legs, maker_decision_ns=None if decision == "measured" else decision,
-        sniper_legs=sniper_legs, sniper_model_latency_ns=model_latency_ns, sniper_answer_window_ns=window_ns)
+        sniper_legs=sniper_legs, sniper_model_latency_ns=model_latency_ns, sniper_answer_window_ns=window_ns,
+        batch_interval_ns=batch_interval_ns, counterfactual_batch_interval_ns=counterfactual_ns)
 
 
 def load_scenario(name_or_path: str | os.PathLike) -> RaceScenario:
@@ -593,6 +639,7 @@ class _Kind(enum.Enum):
     MAKER_DECISION_END = "maker_decision_end"
     MAKER_ORDER = "maker_order"  # the maker's order bytes reach the exchange
     SNIPER_ORDER = "sniper_order"
+    BATCH_END = "batch_end"  # a frequent batch auction's batch ends
 
 
 #: The kinds of event that carry something along a link: each link delivers in the order it was sent.
@@ -710,6 +757,9 @@ class RaceResult:
     market: dict[str, int]
     fair_value: tuple[tuple[int, int], ...]
     maker_fills: tuple[tuple[int, int, int, int, int], ...]
+    feed_packets: tuple[bytes, ...] = ()  # the first RUNNER_PACKETS MoldUDP64 packets, not in to_dict
+    counterfactual: Counterfactual | None = None
+    implementations: dict[str, RunnerResult] | None = None
 
     @property
     def advantage(self) -> dict[str, float | None]:
@@ -724,7 +774,9 @@ class RaceResult:
             "seed": self.seed,
             "measured": list(self.measured),
             "machine": dict(self.machine),
-            "agents": {MAKER: self.maker.to_dict(), SNIPER: self.sniper.to_dict()},
+            "agents": {MAKER: {**self.maker.to_dict(), **({} if self.implementations is None else {
+                "implementations": {name: runner.to_dict() for name, runner in self.implementations.items()}})},
+                       SNIPER: self.sniper.to_dict()},
             "advantage": self.advantage,
             "races": self.races.to_dict(),
             "stale_quotes_taken": self.stale_quotes_taken,
@@ -733,7 +785,56 @@ class RaceResult:
             "market": dict(self.market),
             "fair_value": [list(point) for point in self.fair_value],
             "maker_fills": [list(fill) for fill in self.maker_fills],
+            **({} if self.counterfactual is None else {"counterfactual": self.counterfactual.to_dict()}),
         }
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """The race again in the other market design (`race_and_sweep`): what it changed, for the report.
+
+    `batch_interval_ns` is the counterfactual's (None: continuous); `sniper`
+    says how its sniper ran.
+    """
+
+    batch_interval_ns: int | None
+    sniper: str
+    result: RaceResult
+
+    def to_dict(self) -> dict:
+        result = self.result
+        return {"batch_interval_ns": self.batch_interval_ns, "sniper": self.sniper, "seed": result.seed,
+                "measured": list(result.measured), "races": result.races.to_dict(),
+                "stale_quotes_taken": result.stale_quotes_taken, "late_cancels": result.late_cancels,
+                "mm_pnl": result.maker.pnl.to_dict(), "sniper_pnl": result.sniper.pnl.to_dict(),
+                "counts": {MAKER: dict(result.maker.counts), SNIPER: dict(result.sniper.counts)},
+                "market": dict(result.market)}
+
+
+@dataclass(frozen=True)
+class RunnerResult:
+    """One of the maker's runners measured on loopback (`measure_runners`), on the race's own feed packets.
+
+    round trip: from just before the UDP send of a packet to the arrival of
+    its last order byte at the TCP server playing the exchange, per packet
+    that produced orders; socket: the round trip less the core's own
+    decision time (the socket legs and the runner); decision: the core's.
+    `orders_match_core`: the runner sent exactly what the core alone sends.
+    `error`: why it could not be measured (the rest is then empty).
+    """
+
+    packets: int
+    orders_match_core: bool
+    round_trip_latency: LatencyStats
+    socket_latency: LatencyStats
+    decision_latency: LatencyStats
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"packets": self.packets, "orders_match_core": self.orders_match_core,
+                "round_trip_latency_ns": self.round_trip_latency.to_dict(),
+                "socket_latency_ns": self.socket_latency.to_dict(),
+                "decision_latency_ns": self.decision_latency.to_dict(), "error": self.error}
 
 
 def _ratio(numerator: int | None, denominator: int | None) -> float | None:
@@ -796,7 +897,7 @@ class _Race:
         self.taker_rng = random.Random(f"tick2trade-race/{seed}/takers")
         self.queue = EventQueue(random.Random(f"tick2trade-race/{seed}/ties"))
         self.exchange = Exchange([(LEAD_LOCATE, scenario.lead_symbol), (TARGET_LOCATE, scenario.target_symbol)],
-                                 (LEAD_DESK, MAKER, SNIPER, TAKER))
+                                 (LEAD_DESK, MAKER, SNIPER, TAKER), batch_interval_ns=scenario.batch_interval_ns)
         self.maker = MarketMaker(scenario.maker)
         self.sniper = sniper_factory(scenario, {scenario.lead_symbol: LEAD_LOCATE,
                                                 scenario.target_symbol: TARGET_LOCATE})
@@ -808,7 +909,7 @@ class _Race:
             _Kind.FEED_TO_MAKER: self._feed_to_maker, _Kind.FEED_TO_SNIPER: self._feed_to_sniper,
             _Kind.RESPONSE_TO_MAKER: self._response_to_maker, _Kind.RESPONSE_TO_SNIPER: self._response_to_sniper,
             _Kind.MAKER_DECISION_END: self._maker_decision_end, _Kind.MAKER_ORDER: self._order_at_exchange,
-            _Kind.SNIPER_ORDER: self._order_at_exchange,
+            _Kind.SNIPER_ORDER: self._order_at_exchange, _Kind.BATCH_END: self._batch_end,
         }
         self.links: dict[_Kind, deque[tuple[int, object]]] = {kind: deque() for kind in _LINKS}
         # the lead desk
@@ -834,8 +935,10 @@ class _Race:
         self.sniper_fed_frames: list[int] = []
         # records
         self.arrivals = 0  # orders and cancels handled at the exchange, to rank same-ns arrivals
-        self.maker_cancel_at: dict[str, tuple[int, int]] = {}
-        self.sniper_take_at: dict[str, tuple[int, int]] = {}
+        # token -> (when handled, 0 cancel / 1 order, arrival ns, arrival rank): in batch mode a message is
+        # handled at its batch's end, cancels first; in the continuous market as it arrives
+        self.maker_cancel_at: dict[str, tuple[int, int, int, int]] = {}
+        self.sniper_take_at: dict[str, tuple[int, int, int, int]] = {}
         self.trades: dict[str, list[_Trade]] = {MAKER: [], SNIPER: []}
         self.stale_taken: set[str] = set()
         self.sniper_shares: dict[str, int] = {}  # token -> shares entered, for orders that traded nothing
@@ -854,6 +957,7 @@ class _Race:
         scenario = self.scenario
         self._publish(self.exchange.open(0), 0)
         self._requote(0, 0)
+        self._schedule_batch_end()
         if self.scripted:
             for time_ns, ticks in self.scripted:
                 self.queue.schedule(time_ns, (_Kind.LEAD_MOVE, ticks))
@@ -897,6 +1001,15 @@ class _Race:
         if rate_per_s > 0:
             gap = max(1, round(rng.expovariate(rate_per_s) * _NS_PER_S))
             self.queue.schedule(now + gap, (kind, None))
+
+    def _schedule_batch_end(self) -> None:
+        end = self.exchange.next_batch_ns()
+        if end is not None and end <= self.scenario.duration_ns:
+            self.queue.schedule(end, (_Kind.BATCH_END, None))
+
+    def _batch_end(self, now: int, _payload) -> None:
+        self._publish(self.exchange.run_batch(now), now)
+        self._schedule_batch_end()
 
     # --- the exchange -------------------------------------------------------------------------------
 
@@ -958,7 +1071,7 @@ class _Race:
                                                        counterparty))
                 self.counts[participant]["fills"] += 1
                 self.counts[participant]["shares_traded"] += fill.shares
-        if fill.maker == MAKER:
+        if fill.maker == MAKER and fill.maker_token in self.maker_resting:  # in a batch, maybe one of its interval
             self._maker_reduced(fill.maker_token, fill.shares)
             if fill.taker == SNIPER:
                 self.stale_taken.add(fill.maker_token)
@@ -974,9 +1087,13 @@ class _Race:
         participant, data, triggers, aimed = payload
         for trigger in triggers:
             self.tick_to_trade[participant].append(now - self.published[trigger])
+        batch_end = self.exchange.next_batch_ns()
         for message in _inbound(data):
             self.arrivals += 1
-            arrival = (now, self.arrivals)
+            if batch_end is None:
+                arrival = (now, 0, now, self.arrivals)  # handled as it arrives
+            else:  # handled at its batch's end, cancels first
+                arrival = (batch_end, int(not isinstance(message, CancelOrder)), now, self.arrivals)
             if isinstance(message, CancelOrder):
                 self.counts[participant]["cancels"] += 1
                 if participant == MAKER:
@@ -1196,20 +1313,24 @@ class _Race:
         for token, take in self.sniper_take_at.items():
             cancel = self.maker_cancel_at.get(token)
             if cancel is not None:
-                durations.append(abs(cancel[0] - take[0]))
+                durations.append(abs(cancel[2] - take[2]))
                 sniper_wins += take < cancel
         races = RaceStats(len(durations), sniper_wins, len(durations) - sniper_wins,
                           len(self.sniper_take_at) - len(durations), LatencyStats.of(durations))
         maker = self._agent(MAKER, "measured" if measured else "constant", scenario.maker_legs,
                             {"late_cancels": self.late_cancels, **self.maker.counters})
         sniper = self._agent(SNIPER, "device", scenario.sniper_legs, self.sniper.counters())
+        close = getattr(self.sniper, "close", None)
+        if close is not None:  # a device the race is done with (a simulator session) stops here
+            close()
         return RaceResult(
             scenario=scenario, seed=self.seed,
             measured=("agents.maker.decision_latency_ns", "agents.maker.tick_to_trade_latency_ns") if measured else (),
             machine=_machine(), maker=maker, sniper=sniper, races=races, stale_quotes_taken=len(self.stale_taken),
             late_cancels=self.late_cancels, market=dict(self.market),
             fair_value=tuple(zip(self.fair_times, self.fair_values)),
-            maker_fills=tuple((t.time_ns, t.side, t.price, t.shares, t.fair) for t in self.trades[MAKER]))
+            maker_fills=tuple((t.time_ns, t.side, t.price, t.shares, t.fair) for t in self.trades[MAKER]),
+            feed_packets=tuple(parse_udp_frame(frame)[3] for frame in self.frames[:RUNNER_PACKETS]))
 
 
 def run_race(scenario: RaceScenario, *, sniper_factory: SniperFactory | None = None, seed: int | None = None,
@@ -1253,21 +1374,74 @@ def latency_sweep(scenario: RaceScenario, latencies_ns: Sequence[int], *,
     return points
 
 
+def measure_runners(config: MarketMakerConfig, packets: Sequence[bytes], *,
+                    timeout_s: float = 10.0) -> dict[str, RunnerResult]:
+    """Both of the maker's runners (asyncio, blocking) on loopback with `packets`, by `measure_loopback`.
+
+    A runner that cannot be measured (`LoopbackError`) is reported with its
+    error rather than stopping the race's report.
+    """
+    reference = MarketMaker(config)
+    expected = tuple(reference.on_mold_packet(packet) for packet in packets)
+    measured = {}
+    for implementation in Implementation:
+        try:
+            loopback = measure_loopback(implementation.value, packets, config, timeout_s=timeout_s)
+        except LoopbackError as error:
+            empty = LatencyStats.of(())
+            measured[implementation.value] = RunnerResult(len(packets), False, empty, empty, empty,
+                                                          str(error).splitlines()[0])
+            continue
+        measured[implementation.value] = RunnerResult(
+            len(packets), loopback.orders == expected, LatencyStats.of(loopback.round_trip_ns),
+            LatencyStats.of(loopback.socket_ns), LatencyStats.of(loopback.decision.feed_acting))
+    return measured
+
+
+def counterfactual_scenario(scenario: RaceScenario, sniper_ns: int) -> RaceScenario | None:
+    """`scenario` in the other market design, with the golden-model sniper at `sniper_ns`; None if there is none.
+
+    A continuous race's counterfactual is the frequent batch auction at
+    `counterfactual_batch_interval_ns`; a batch race's is the continuous market.
+    """
+    if scenario.batch_interval_ns is None and scenario.counterfactual_batch_interval_ns is None:
+        return None
+    interval = scenario.counterfactual_batch_interval_ns if scenario.batch_interval_ns is None else None
+    return dataclasses.replace(scenario, batch_interval_ns=interval, sniper_model_latency_ns=sniper_ns,
+                               sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
+
+
 def race_and_sweep(scenario: RaceScenario, *, sniper_factory: SniperFactory | None = None, sweep: bool = True,
+                   counterfactual: bool = True, runners: bool = True,
                    progress: Callable[[str, int, int], None] | None = None
                    ) -> tuple[RaceResult, list[SweepPoint] | None]:
-    """The race of `scenario` with `sniper_factory`'s sniper, then (with `sweep`) the maker-latency sweep.
+    """The race of `scenario` with `sniper_factory`'s sniper, its counterfactual, its runners, then the sweep.
 
-    The sweep runs the golden-model sniper (one race per maker latency) at
-    the decision latency the race's sniper just showed (its p50), so that a
-    sweep after a simulator race stands for the gateware. `progress(what,
-    done, total)` follows both.
+    With `counterfactual`, the same scenario and seed run again in the other
+    market design (`counterfactual_scenario`; the result's `counterfactual`).
+    With `runners`, the maker's two runners are measured on loopback on the
+    race's first `RUNNER_PACKETS` feed packets (`measure_runners`; the
+    result's `implementations`). With `sweep`, the maker-latency sweep. The
+    counterfactual and the sweep run the golden-model sniper at the decision
+    latency the race's sniper just showed (its p50), so that after a
+    simulator race they stand for the gateware. `progress(what, done,
+    total)` follows the races.
     """
     result = run_race(scenario, sniper_factory=sniper_factory,
                       progress=progress and (lambda done, total: progress("race, ns", done, total)))
+    sniper_ns = result.sniper.decision_latency.p50 or scenario.sniper_model_latency_ns
+    other = counterfactual_scenario(scenario, sniper_ns) if counterfactual else None
+    if other is not None:
+        what = "counterfactual race, ns"
+        again = run_race(other, progress=progress and (lambda done, total: progress(what, done, total)))
+        result = dataclasses.replace(result, counterfactual=Counterfactual(
+            other.batch_interval_ns, f"golden model at {sniper_ns} ns", again))
+    if runners:
+        implementations = measure_runners(scenario.maker, result.feed_packets)
+        result = dataclasses.replace(result, implementations=implementations,
+                                     measured=(*result.measured, "agents.maker.implementations"))
     if not sweep:
         return result, None
-    sniper_ns = result.sniper.decision_latency.p50 or scenario.sniper_model_latency_ns
     swept = dataclasses.replace(scenario, sniper_model_latency_ns=sniper_ns,
                                 sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
     latencies = sweep_latencies(sniper_ns)

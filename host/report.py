@@ -6,7 +6,12 @@ A race report (`write_race_report`) is one folder:
   defines every figure), with `report_schema` (`REPORT_SCHEMA`, the version
   of this file's layout, apart from the result's own `schema`) and `sweep`:
   the latency sweep's points ({latency_ns, maker_total_pnl, races,
-  sniper_wins}), empty when none was run.
+  sniper_wins}), empty when none was run. When `race_and_sweep` ran them,
+  `counterfactual` (the race in the other market design: its
+  `batch_interval_ns`, races, stale quotes taken, late cancels, the maker's
+  and the sniper's P&L, counts) and `agents.maker.implementations` (the
+  maker's asyncio and blocking runners on loopback: round-trip, socket and
+  decision latencies in ns, and whether each sent the core's orders).
 - One HDR histogram per agent and latency kind (`maker_tick_to_trade.hgrm`,
   `maker_decision.hgrm`, `sniper_...`): the raw values in ns, recorded with 3
   significant digits, written as the hdrhistogram package's percentile
@@ -26,7 +31,10 @@ only when all files are complete are they moved into place, so a failure
 leaves the old report (or nothing) and no temporary folder.
 
 `summary_table` is the terminal summary: latencies in µs, the advantage,
-the races, the maker's P&L in dollars, and which numbers were measured.
+the races, the maker's P&L in dollars, and which numbers were measured;
+with a counterfactual, the two market designs side by side (races, sniper
+wins, stale quotes taken, the maker's P&L split), and with runners, their
+latencies. report.html shows the same tables.
 
 Comparison (`compare_reports`, `comparison_table`): two reports of one kind,
 every number side by side with its absolute and relative change. Kinds
@@ -241,7 +249,57 @@ def _summary_tables(report: dict) -> list[_Table]:
         ("inventory", _dollars(pnl["inventory"])),
         ("total", _dollars(pnl["total"])),
     ])
-    return [latency, legs, ratio, race_table, quotes, split]
+    tables = [latency, legs, ratio, race_table, quotes, split]
+    if "counterfactual" in report:
+        tables.append(_design_table(report))
+    implementations = agents["maker"].get("implementations")
+    if implementations:
+        tables.append(_runner_table(implementations, "agents.maker.implementations" in measured))
+    return tables
+
+
+def _design(batch_interval_ns: int | None) -> str:
+    return "continuous" if batch_interval_ns is None else f"batch auction {batch_interval_ns / 1e6:g} ms"
+
+
+def _design_table(report: dict) -> _Table:
+    """The race and its counterfactual side by side: races, stale quotes, the maker's P&L split."""
+    other = report["counterfactual"]
+    runs = (report, other)
+    parties = sorted({party for run in runs for party in run["mm_pnl"]["spread_capture_by_counterparty"]})
+    rows = [(label, *(f"{run['races'][key]:,}" for run in runs))
+            for label, key in (("races", "count"), ("sniper wins", "sniper_wins"), ("maker wins", "maker_wins"),
+                               ("uncontested", "uncontested"))]
+    rows += [(label, *(f"{run[key]:,}" for run in runs))
+             for label, key in (("stale quotes taken", "stale_quotes_taken"), ("late cancels", "late_cancels"))]
+    rows += [("maker P&L ($): spread capture", *(_dollars(run["mm_pnl"]["spread_capture"]) for run in runs))]
+    rows += [(f"  with {party}", *(_dollars(run["mm_pnl"]["spread_capture_by_counterparty"].get(party, 0))
+                                   for run in runs)) for party in parties]
+    rows += [(label, *(_dollars(run["mm_pnl"][key]) for run in runs))
+             for label, key in (("  adverse selection (1 s markout)", "adverse_selection"),
+                                ("  inventory", "inventory"), ("  total", "total"))]
+    sniper = report["agents"]["sniper"]["pnl"]["total"]
+    rows.append(("sniper P&L total ($)", _dollars(sniper), _dollars(other["sniper_pnl"]["total"])))
+    header = ("market design (counterfactual: sniper " + other["sniper"] + ")",
+              _design(report["scenario"]["exchange"]["batch_interval_ns"]), _design(other["batch_interval_ns"]))
+    return _Table(header, rows)
+
+
+def _runner_table(implementations: dict, measured: bool) -> _Table:
+    """The maker's runners on loopback: round trip (UDP send to order bytes at the TCP server), socket legs, core."""
+    mark = " *" if measured else ""
+    table = _Table(("maker runner, loopback (µs)", "count", *_LATENCY_STATISTICS, "orders = core's"), [])
+    for name, runner in implementations.items():
+        if runner.get("error"):
+            table.rows.append((f"{name}: not measured ({runner['error']})", "", *("-" for _ in _LATENCY_STATISTICS),
+                               "-"))
+            continue
+        for key in ("round_trip", "socket", "decision"):
+            stats = runner[f"{key}{_LATENCY_SUFFIX}"]
+            same = ("yes" if runner["orders_match_core"] else "NO") if key == "round_trip" else ""
+            table.rows.append((f"{name} {key.replace('_', '-')}{mark}", f"{stats['count']:,}",
+                               *(_us(stats[s]) for s in _LATENCY_STATISTICS), same))
+    return table
 
 
 def _aligned(table: _Table) -> list[str]:

@@ -11,7 +11,9 @@ simulator backend and later a board can stand in for one another:
   `SniperOrder` (race time, Ethernet/IPv4/TCP frame without FCS);
 - `write_registers(writes, at_ns)`: (register name, value) writes, with the
   names of `hdl/pipeline.py` (as `pipeline_device.register_writes` uses them);
-- `counters()`: the device's counters by name.
+- `counters()`: the device's counters by name;
+- `close()`, if it has one: the race calls it once it has read the counters
+  (a simulator session ends there, before anything else runs).
 
 Calls come with non-decreasing times: a feed or a write at `at_ns` is not
 before the last advance's `until_ns`, and an advance is not before the last

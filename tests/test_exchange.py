@@ -213,6 +213,91 @@ def test_a_cancel_before_the_snipe_wins_the_race():
     assert exchange.late_cancels == 0
 
 
+# --- frequent batch auctions ------------------------------------------------------------------------
+
+
+def test_in_a_batch_the_cancel_wins_over_a_snipe_that_arrived_first():
+    exchange = opened(batch_interval_ns=100)
+    assert exchange.next_batch_ns() == 100
+    entered = exchange.submit("mm", enter("M1", "S", 100, 1_000_000), 1)
+    assert [type(m) for m in ouch(entered, "mm")] == [Accepted] and entered.feed_frames == []  # accepted at once
+    rested = exchange.run_batch(100)
+    assert [(m.type, m.order_ref) for _, m in feed_messages(rested)] == [("A", 1)]
+    assert exchange.next_batch_ns() == 200
+    snipe = exchange.submit("sniper", ioc("S1", "B", 100, 1_000_000), 150)  # first to arrive, as in the race
+    cancel = exchange.cancel("mm", CancelOrder("M1", 0), 160)
+    assert ouch(snipe, "sniper")[0].order_reference_number == 2 and snipe.feed_frames == []
+    assert cancel.events == [] and cancel.responses == {}
+    batch = exchange.run_batch(200)
+    assert fills(batch) == []
+    assert [(m.type, m.order_ref) for _, m in feed_messages(batch)] == [("D", 1)]
+    assert ouch(batch, "mm") == [Canceled(START + 200, "M1", 100, "U")]
+    assert ouch(batch, "sniper") == [Canceled(START + 200, "S1", 100, "I")]  # the snipe found nothing
+    assert (exchange.late_cancels, exchange.top(TGT)) == (0, BookTop(None, None))
+
+
+def test_a_batch_clears_at_one_uniform_price():
+    """Hand-worked: bids 80 @ 100.04 (new), 20 @ 99.99 (new, IOC), 10 @ 99.99 (new), 30 @ 99.98 (resting); asks
+    40 @ 99.97 (new, IOC), 50 @ 100.00 and 50 @ 100.02 (resting). Volume at 99.97..99.99: 40 (supply 40); at 100.00,
+    100.02 and 100.04: 80 (demand 80); so [100.00, 100.04] and the price 100.02. The bid at 100.04 buys 80: 40 from
+    the new ask at 99.97 (price first), then 40 of the resting 100.00."""
+    exchange = opened(batch_interval_ns=100)
+    for token, side, price in (("M1", "S", 1_000_000), ("M2", "S", 1_000_200), ("M3", "B", 999_800)):
+        exchange.submit("mm", enter(token, side, 50 if side == "S" else 30, price), 1)
+    exchange.run_batch(100)  # refs 1, 2, 3 rest: sequence numbers 8, 9, 10
+    exchange.submit("sniper", enter("S1", "B", 80, 1_000_400), 110)  # ref 4
+    exchange.submit("taker", ioc("T1", "S", 40, 999_700), 120)  # ref 5
+    exchange.submit("taker", ioc("T2", "B", 20, 999_900), 130)  # ref 6
+    exchange.submit("mm", enter("M4", "B", 10, 999_900), 140)  # ref 7
+    batch = exchange.run_batch(200)
+    assert [(e.match_number, e.price, e.shares, e.aggressor_side, e.taker, e.taker_order_ref, e.maker,
+             e.maker_order_ref) for e in batch.events if isinstance(e, Fill)] == [
+        (1, 1_000_200, 40, Side.ASK, "taker", 5, "sniper", 4),  # both new: the earlier order is the resting one
+        (2, 1_000_200, 40, Side.BID, "sniper", 4, "mm", 1)]
+    assert [message for _, message in feed_messages(batch)] == [
+        itch.Trade(TGT, 11, START + 200, 0, "B", 40, "TGT", 1_000_200, 1),  # neither order was ever on the feed
+        itch.OrderExecutedWithPrice(TGT, 12, START + 200, 1, 40, 2, "Y", 1_000_200),  # not at its own price
+        itch.AddOrder(TGT, 13, START + 200, 7, "B", 10, "TGT", 999_900)]
+    assert ouch(batch, "sniper") == [Executed(START + 200, "S1", 40, 1_000_200, "A", 1),
+                                     Executed(START + 200, "S1", 40, 1_000_200, "R", 2)]
+    assert ouch(batch, "taker") == [Executed(START + 200, "T1", 40, 1_000_200, "R", 1),
+                                    Canceled(START + 200, "T2", 20, "I")]
+    assert ouch(batch, "mm") == [Executed(START + 200, "M1", 40, 1_000_200, "A", 2)]
+    assert exchange.levels(TGT, Side.BID) == [Level(999_900, 10, 1), Level(999_800, 30, 1)]
+    assert exchange.levels(TGT, Side.ASK) == [Level(1_000_000, 10, 1), Level(1_000_200, 50, 1)]
+
+
+def test_a_batch_at_the_resting_price_publishes_order_executed_and_keeps_time_priority():
+    exchange = opened(batch_interval_ns=100)
+    exchange.submit("mm", enter("M1", "S", 30, 1_000_000), 1)
+    exchange.run_batch(100)
+    exchange.submit("taker", enter("T1", "S", 30, 1_000_000), 101)  # same price, a later batch: behind M1
+    exchange.submit("sniper", ioc("S1", "B", 40, 1_000_000), 102)
+    exchange.cancel("taker", CancelOrder("T1", 20), 103)  # cuts an order of this interval: nothing on the feed
+    batch = exchange.run_batch(200)
+    assert fills(batch) == [("mm", "M1", 1_000_000, 30), ("taker", "T1", 1_000_000, 10)]
+    assert [(m.type, getattr(m, "order_ref", None)) for _, m in feed_messages(batch)] == [("E", 1), ("P", 0), ("A", 2)]
+    assert ouch(batch, "taker")[0] == Canceled(START + 200, "T1", 10, "U")
+    assert exchange.top(TGT) == BookTop(None, Level(1_000_000, 10, 1))
+    assert exchange.cancel("mm", CancelOrder("M1", 0), 201).events == [
+        CancelIgnored(201, "mm", "M1", IgnoredCancelReason.TOO_LATE)]  # filled in the last batch: too late at once
+
+
+def test_batches_are_run_on_time():
+    with pytest.raises(ValueError, match="continuous"):
+        opened().run_batch(0)
+    assert opened().next_batch_ns() is None
+    with pytest.raises(ValueError, match="batch_interval_ns"):
+        Exchange(INSTRUMENTS, PARTICIPANTS, batch_interval_ns=0)
+    exchange = opened(batch_interval_ns=100)
+    with pytest.raises(ValueError, match="next batch ends at 100"):
+        exchange.run_batch(50)
+    with pytest.raises(ValueError, match="must be run before"):
+        exchange.submit("mm", enter("M1", "S", 100, 1_000_000), 101)
+    exchange.submit("mm", enter("M1", "S", 100, 1_000_000), 100)  # at the batch's own ns: still in it
+    assert [type(e) for e in exchange.run_batch(100).events] == [OrderRested]
+
+
 def test_a_cancel_of_a_token_never_accepted_is_ignored():
     exchange = opened()
     exchange.submit("mm", enter("M1", "S", 100, 1_000_000), 1)
@@ -432,7 +517,7 @@ def quote(level):
     return Quote() if level is None else Quote(valid=True, unknown=False, price=level.price, shares=level.shares)
 
 
-def random_session(seed, operations):
+def random_session(seed, operations, batch_interval_ns=None):
     """A seeded session of orders and cancels from three participants, sent as SoupBinTCP bytes in random chunks.
 
     Yields each call's emission; prices are a few ticks around 100.00, so
@@ -441,7 +526,7 @@ def random_session(seed, operations):
     """
     rng = random.Random(seed)
     instruments = [(1, "LEAD"), (2, "TGT"), (7, "ALFA")]
-    exchange = Exchange(instruments, PARTICIPANTS)
+    exchange = Exchange(instruments, PARTICIPANTS, batch_interval_ns=batch_interval_ns)
     yield exchange, exchange.open(0)
     pending = {name: b"" for name in PARTICIPANTS}
     tokens = {name: [] for name in PARTICIPANTS}
@@ -463,31 +548,41 @@ def random_session(seed, operations):
         cut = rng.randint(0, len(pending[sender]))
         chunk, pending[sender] = pending[sender][:cut], pending[sender][cut:]
         now += rng.randint(0, 2_000)
+        while batch_interval_ns and exchange.next_batch_ns() < now:
+            yield exchange, exchange.run_batch(exchange.next_batch_ns())
         yield exchange, exchange.receive(sender, chunk, now)
     for participant in PARTICIPANTS:
         yield exchange, exchange.receive(participant, pending[participant], now)
+    if batch_interval_ns:
+        yield exchange, exchange.run_batch(exchange.next_batch_ns())
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_the_feed_describes_the_book(seed):
+@pytest.mark.parametrize("seed, batch_interval_ns", [(1, None), (2, None), (3, 5_000)])
+def test_the_feed_describes_the_book(seed, batch_interval_ns):
+    """The golden receive path and book follow the feed: after every frame in the continuous market, after every
+    batch in batch mode (whose feed has Trade and Order Executed with Price too); a batch never leaves a crossed
+    book."""
     locates = (1, 2, 7)
     receive = RxModel()
     book = BookModel(slots=len(locates), capacity=1 << 16, levels=64, locates=locates)
     counted = {"fills": 0, "late": 0, "ioc": 0, "rested": 0}
     frames = 0
-    for exchange, emission in random_session(seed, 3_000):
-        assert len(emission.feed_frames) <= 1  # a call of a few orders fits one packet: compare after each frame
+    for exchange, emission in random_session(seed, 3_000, batch_interval_ns):
+        if not batch_interval_ns:
+            assert len(emission.feed_frames) <= 1  # a call of a few orders fits one packet: compare after each frame
         for frame in emission.feed_frames:
             trace = receive.trace(frame)
             for record in trace.records:
                 book.apply(record)
             book.packet_end(trace.packet_bad)
             frames += 1
+        if emission.feed_frames:
             tops = book.tops()
             for slot, locate in enumerate(locates):
                 top = exchange.top(locate)
                 assert (tops[slot].bid, tops[slot].ask) == (quote(top.bid), quote(top.ask)), (frames, locate)
                 assert not tops[slot].unreliable
+                assert top.bid is None or top.ask is None or top.bid.price < top.ask.price
         for event in emission.events:
             counted["fills"] += isinstance(event, Fill)
             counted["late"] += isinstance(event, CancelIgnored) and event.reason is IgnoredCancelReason.TOO_LATE

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tick2trade.host.race import (DEFAULT_SCENARIO_DATA, MARKOUT_HORIZONS_NS, PNL_SAMPLES, CausalityError,
-                                  EventQueue, RaceScenarioError, SweepPoint, latency_sweep, load_scenario,
-                                  parse_scenario, run_race, sweep_latencies)
+from tick2trade.host.race import (COUNTERFACTUAL_BATCH_INTERVAL_NS, DEFAULT_SCENARIO_DATA, MARKOUT_HORIZONS_NS,
+                                  PNL_SAMPLES, RUNNER_PACKETS, CausalityError, EventQueue, RaceScenarioError,
+                                  SweepPoint, counterfactual_scenario, latency_sweep, load_scenario, parse_scenario,
+                                  race_and_sweep, run_race, sweep_latencies)
 from tick2trade.host.sniper import ModelSniper
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -119,6 +120,27 @@ def test_the_slower_sniper_loses_the_race_to_the_makers_cancel(legs, tick_to_tra
     assert result.maker.pnl.total == 0 and result.maker_fills == ()
 
 
+# In a frequent batch auction of 400 us, the same jump: the lead desk's new quotes wait for the batch at 1_200_000
+# (fair 1_001_000 from then). The sniper's IOC buy at the stale ask arrives at 1_200_443, the maker's cancels at
+# 1_203_000: both in the batch ending at 1_600_000, which takes the cancels first. The maker's quotes rested in the
+# batch at 800_000 (the lead's first quotes came out at 400_000, the maker's reached the exchange at 403_000).
+
+
+def test_in_a_batch_auction_the_makers_cancel_beats_the_faster_sniper():
+    result = run_race(parse_scenario(dict(TINY, exchange={"batch_interval_ms": 0.4})))
+    races = result.races
+    assert (races.count, races.sniper_wins, races.maker_wins, races.uncontested) == (1, 0, 1, 0)
+    assert races.duration.values == (1_203_000 - 1_200_443,)  # the arrivals' gap, though the batch decides
+    assert (result.stale_quotes_taken, result.late_cancels) == (0, 0)
+    assert result.sniper.tick_to_trade_latency.values == (443,)
+    assert result.maker.tick_to_trade_latency.values == (3000, 3000)
+    assert result.sniper.counts["missed"] == 1 and result.sniper.counts["fills"] == 0
+    assert result.maker.pnl.total == 0 and result.maker_fills == ()
+    assert result.fair_value == ((400_000, 1_000_000), (1_200_000, 1_001_000))
+    # the open, then the batches at 0.4, 0.8, 1.2 and 1.6 ms; the other 21 have nothing to publish
+    assert result.market["feed_frames"] == 5
+
+
 def test_latency_sweep_runs_one_race_per_constant_maker_latency():
     # 500_000 ns: the maker decides on the open until 501_000 and on the lead's quotes until 1_001_000, so its
     # quotes reach the exchange at 1_002_000, after the jump: the sniper sees the stale ask at 1_002_241 and
@@ -187,6 +209,55 @@ def test_a_short_default_race_on_the_golden_model():
     assert set(report["agents"]) == {"maker", "sniper"}
 
 
+def test_the_batch_auction_counterfactual_has_fewer_sniper_wins_on_the_default_seed():
+    scenario = short(2, maker_decision_ns=50_000)
+    result, sweep = race_and_sweep(scenario, sweep=False, runners=False)
+    assert sweep is None and result.implementations is None
+    counterfactual = result.counterfactual
+    assert counterfactual.batch_interval_ns == COUNTERFACTUAL_BATCH_INTERVAL_NS == 100_000_000
+    assert counterfactual.result.scenario.batch_interval_ns == 100_000_000
+    assert counterfactual.result.seed == result.seed == 1
+    continuous, batched = result.races, counterfactual.result.races
+    assert continuous.sniper_wins > 0 and batched.count > 0
+    assert batched.sniper_wins < continuous.sniper_wins  # the point of the counterfactual
+    assert counterfactual.result.stale_quotes_taken < result.stale_quotes_taken
+    report = result.to_dict()["counterfactual"]
+    assert report["batch_interval_ns"] == 100_000_000 and report["races"] == batched.to_dict()
+    pnl = report["mm_pnl"]
+    assert pnl["spread_capture"] + pnl["adverse_selection"] + pnl["inventory"] == pnl["total"]
+    assert run_race(scenario).to_dict() == {key: value for key, value in result.to_dict().items()
+                                            if key != "counterfactual"}  # the race itself is unchanged
+
+
+def test_the_counterfactual_is_the_other_market_design():
+    continuous = short(1)
+    assert counterfactual_scenario(continuous, 40).batch_interval_ns == 100_000_000
+    assert counterfactual_scenario(continuous, 40).sniper_model_latency_ns == 40
+    batched = dataclasses.replace(continuous, batch_interval_ns=10**6)
+    assert counterfactual_scenario(batched, 40).batch_interval_ns is None
+    assert counterfactual_scenario(dataclasses.replace(continuous, counterfactual_batch_interval_ns=None), 40) is None
+    scenario = parse_scenario({"exchange": {"batch_interval_ms": 2.5, "counterfactual_batch_interval_ms": 0}})
+    assert (scenario.batch_interval_ns, scenario.counterfactual_batch_interval_ns) == (2_500_000, None)
+
+
+def test_both_runners_of_the_maker_are_measured_on_the_races_feed():
+    result, _sweep = race_and_sweep(short(1), sweep=False, counterfactual=False)
+    packets = len(result.feed_packets)
+    assert result.counterfactual is None and packets == min(RUNNER_PACKETS, result.market["feed_frames"]) > 100
+    assert set(result.implementations) == {"asyncio", "blocking"}
+    assert "agents.maker.implementations" in result.measured
+    maker = result.to_dict()["agents"]["maker"]
+    for name, runner in maker["implementations"].items():
+        assert runner["error"] is None and runner["packets"] == packets
+        assert runner["orders_match_core"] is True  # the runner sent exactly the core's bytes
+        latencies = {key for key in runner if "latency" in key}
+        assert latencies == {"round_trip_latency_ns", "socket_latency_ns", "decision_latency_ns"}
+        assert runner["round_trip_latency_ns"]["count"] == runner["decision_latency_ns"]["count"] > 10
+        assert all(value > 0 for key in ("round_trip_latency_ns", "decision_latency_ns")
+                   for value in runner[key]["values"])
+        assert runner["round_trip_latency_ns"]["p50"] > runner["decision_latency_ns"]["min"]
+
+
 def test_constant_legs_give_identical_results():
     scenario = short(3, maker_decision_ns=80_000)
     first, second = run_race(scenario).to_dict(), run_race(scenario).to_dict()
@@ -244,6 +315,10 @@ def test_a_scenario_overrides_the_default_field_by_field(tmp_path):
     ({"legs": {"sniper": {"entry_ns": 0, "feed_ns": 0}}}, "legs.sniper.entry_ns"),
     ({"legs": {"sniper": {"answer_window_ns": 10}}}, "legs.sniper.answer_window_ns"),
     ({"legs": {"taker": {}}}, "legs.taker: unknown field"),
+    ({"exchange": {"batch_interval_ms": -1}}, "exchange.batch_interval_ms"),
+    ({"exchange": {"batch_interval_ms": 1e-9}}, "exchange.batch_interval_ms"),
+    ({"exchange": {"counterfactual_batch_interval_ms": "100"}}, "exchange.counterfactual_batch_interval_ms"),
+    ({"exchange": {"batch": 1}}, "exchange.batch: unknown field"),
 ])
 def test_bad_fields_give_an_error_naming_the_field(data, field):
     with pytest.raises(RaceScenarioError, match="^" + field.replace(".", r"\.")):

@@ -18,7 +18,7 @@ import re
 import pytest
 from matplotlib.figure import Figure
 
-from tick2trade.host.race import latency_sweep, load_scenario, parse_scenario, run_race
+from tick2trade.host.race import latency_sweep, load_scenario, parse_scenario, race_and_sweep, run_race
 from tick2trade.host.report import (BUILD, RACE, SYNTHESIS, ReportError, compare_reports, comparison_table,
                                     load_report, race_report, render_html, report_kind, summary_table,
                                     write_race_report)
@@ -191,6 +191,49 @@ def test_the_summary_table_shows_the_hand_worked_race():
     assert row(table, "adverse selection (1 s markout)") == ["0.00"]
     assert row(table, "inventory") == ["0.00"] and row(table, "total") == ["-5.00"]
     assert "measured: nothing" in table
+
+
+def test_the_summary_shows_the_race_beside_its_batch_auction_counterfactual(tmp_path):
+    # test_race.py's tiny race and its counterfactual in a 400 us batch auction: there the maker's cancel, in the
+    # same batch as the sniper's order, wins; the maker keeps its quote and loses nothing
+    scenario = parse_scenario(dict(TINY, exchange={"counterfactual_batch_interval_ms": 0.4}))
+    result, _sweep = race_and_sweep(scenario, sweep=False, runners=False)
+    files = write_race_report(result, None, tmp_path / "fba")
+    report = json.loads(files.json.read_text(encoding="utf-8"))
+    counterfactual = report["counterfactual"]
+    assert counterfactual["batch_interval_ns"] == 400_000 and counterfactual["sniper"] == "golden model at 26 ns"
+    assert (counterfactual["races"]["count"], counterfactual["races"]["sniper_wins"]) == (1, 0)
+    assert (counterfactual["stale_quotes_taken"], counterfactual["late_cancels"]) == (0, 0)
+    assert counterfactual["mm_pnl"]["total"] == 0 and report["mm_pnl"]["total"] == -50_000
+    table = summary_table(report)
+    assert re.search(r"^market design .*  continuous  batch auction 0\.4 ms$", table, re.MULTILINE)
+    assert row(table, "sniper wins") == ["1", "0"] and row(table, "maker wins") == ["0", "1"]
+    assert row(table, "maker P&L ($): spread capture") == ["-5.00", "0.00"]
+    assert row(table, "  with sniper") == ["-5.00"]  # the P&L split's row comes first
+    assert row(table, "  total") == ["-5.00", "0.00"]
+    assert "batch auction 0.4 ms" in files.html.read_text(encoding="utf-8")
+
+
+def test_the_makers_two_runners_are_in_the_report_and_marked_measured():
+    result, _sweep = race_and_sweep(short(0.5, maker_decision_ns=50_000), sweep=False, counterfactual=False)
+    report = race_report(result, None)
+    runners = report["agents"]["maker"]["implementations"]
+    assert set(runners) == {"asyncio", "blocking"}
+    for runner in runners.values():
+        assert runner["orders_match_core"] is True
+        for key in ("round_trip_latency_ns", "socket_latency_ns"):
+            assert runner[key]["count"] > 10 and runner[key]["min"] > 0
+            assert [runner[key][name] for name in STATISTICS] == [
+                min(runner[key]["values"]), *(nearest_rank(runner[key]["values"], p) for p in (50, 99, 99.9)),
+                max(runner[key]["values"])]
+    assert report["measured"] == ["agents.maker.implementations"]  # the race itself had a constant maker latency
+    table = summary_table(report)
+    for name in ("asyncio round-trip *", "asyncio socket *", "blocking round-trip *", "blocking socket *"):
+        assert row(table, name)[0] == f"{runners[name.split()[0]]['round_trip_latency_ns']['count']:,}"
+    assert row(table, "blocking round-trip *")[-1] == "yes"
+    assert "asyncio round-trip *" in render_html(report)
+    checked = {metric.name for metric in compare_reports(report, report).metrics if metric.better == "lower"}
+    assert "agents.maker.implementations.blocking.round_trip_latency_ns.p99" in checked
 
 
 def test_an_agent_without_samples_gets_an_empty_histogram_and_dashes(tmp_path):
