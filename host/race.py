@@ -163,7 +163,6 @@ import math
 import os
 import platform
 import random
-import tomllib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -174,6 +173,7 @@ from typing import Any, NamedTuple
 from .codec.net import parse_tcp_frame, parse_udp_frame
 from .codec.ouch import TIME_IN_FORCE_DAY, TIME_IN_FORCE_IOC, CancelOrder, EnterOrder, decode_inbound
 from .codec.soupbintcp import UnsequencedData, split_packets
+from .files import read_toml
 from .exchange import (MAX_PRICE, MAX_SHARES, CancelIgnored, Emission, Exchange, Fill, IgnoredCancelReason,
                        OrderAccepted, OrderCanceled, OrderRejected, OrderRested)
 from .feed import PRICE_TICK
@@ -571,17 +571,7 @@ def load_scenario(name_or_path: str | os.PathLike) -> RaceScenario:
     if isinstance(name_or_path, str) and name_or_path in _BUILT_IN:
         return parse_scenario(_BUILT_IN[name_or_path], source="<built-in>")
     path = Path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RaceScenarioError(f"{path}: no such file (and not a built-in scenario: "
-                                f"{', '.join(_BUILT_IN)})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RaceScenarioError(f"{path}: cannot read it ({error})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise RaceScenarioError(f"{path}: not valid TOML ({error})") from None
+    data = read_toml(path, RaceScenarioError, missing=f" (and not a built-in scenario: {', '.join(_BUILT_IN)})")
     try:
         return parse_scenario(data, source=str(path), base=path.parent)
     except RaceScenarioError as error:

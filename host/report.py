@@ -75,7 +75,7 @@ from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from .files import current_umask
+from .files import current_umask, read_text
 from .race import RaceResult, SweepPoint
 
 __all__ = [
@@ -514,12 +514,7 @@ def report_kind(report: object) -> str:
 def load_report(path: str | os.PathLike) -> dict:
     """A report from a JSON file, checked to be of a known kind; ReportError (one line, naming the file) if not."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
+    text = read_text(path, ReportError)
     try:
         report = json.loads(text)
     except json.JSONDecodeError as error:
