@@ -225,7 +225,7 @@ class RiskGate(wiring.Component):
         fails the notional check, for each count of carries from the low half
         (see `_notional_over`).
         """
-        limits = Signal(_Limits)
+        limits = Signal(_Limits, init={"notional_high_floor": [1, 0, 0, 0]})  # as for max_notional 0
         m.d.sync += [
             limits.long_room.eq(self.max_long - self.position),
             limits.short_room.eq(self.position + self.max_short),
