@@ -167,16 +167,22 @@ def _race(out_dir, simulator):
     """Part 3: the default race with the gateware as sniper, and its report."""
     print(f"tick2trade demo, part 3: the race, the gateware ({simulator}) against a Python market maker")
     scenario = load_scenario("default")
-    steps = _Steps()
-    steps.start(f"racing for {scenario.duration_ns / 1e9:g} s of market time, then a maker-latency sweep "
-                f"(golden-model sniper)")
+    print(f"  racing for {scenario.duration_ns / 1e9:g} s of market time, then a maker-latency sweep and a "
+          f"batch-auction counterfactual (golden-model sniper)")
+    started = time.monotonic()
+    shown = sys.stdout.isatty()
+
+    def progress(what, done, total):
+        if shown:
+            print(f"\r    {what}: {100 * done // max(total, 1)} %  ", end="", flush=True)
+
     opened = []
     try:
-        result, sweep = race_and_sweep(scenario, sniper_factory=sniper_factory(simulator, opened))
+        result, sweep = race_and_sweep(scenario, sniper_factory=sniper_factory(simulator, opened), progress=progress)
     finally:
         for sniper in opened:
             sniper.close()
-    steps.done()
+    print(f"{chr(13) if shown else ''}    done ({time.monotonic() - started:.1f} s)" + " " * 30)
     files = write_race_report(result, sweep, out_dir)
     report = json.loads(files.json.read_text())
     print()
