@@ -22,17 +22,14 @@ from tick2trade.host.sniper import ModelSniper
 from tick2trade.sim.pipeline_session import PipelineSession, SessionSniper
 from tick2trade.sim.runner import available_simulators
 
-from test_pipeline import run_both, snipe_frames, strategy_with
+from test_pipeline import _simulator, run_both, snipe_frames, strategy_with
 
 pytestmark = pytest.mark.cocotb
 
 
 @pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
 def simulator(request):
-    reason = available_simulators()[request.param]
-    if reason:
-        pytest.skip(reason)
-    return request.param
+    return _simulator(request)
 
 
 def beats(frame):
