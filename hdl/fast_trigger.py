@@ -45,7 +45,7 @@ from .itch_decode import ItchMessage
 from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, Side, Stamp, book_tops
 from .risk_gate import ForecastOrder
 from .stream import rx_stream
-from .trigger import StrategyKind, _check_slots
+from .trigger import StrategyKind, _check_slots, _slot_shape
 
 __all__ = ["FastTrigger", "FAST_LATENCY", "FAST_SETTLE_CYCLES"]
 
@@ -105,7 +105,7 @@ class FastTrigger(wiring.Component):
     def __init__(self, *, slots=2):
         _check_slots(slots)
         self.slots = slots
-        slot = range(slots)
+        slot = _slot_shape(slots)
         super().__init__({
             "messages": In(rx_stream(ItchMessage)),
             "stamp": In(Stamp),

@@ -40,10 +40,11 @@ STATE_REGISTERS = ("outstanding", "tokens", "tcp_seq", "token_counter", "book_un
 
 @dataclasses.dataclass(frozen=True)
 class TxFrame:
-    """An order frame as it left ``tx``: bytes, whether it was aborted, the cycle of its first beat."""
+    """An order frame as it left ``tx``: bytes, whether it was aborted, the cycles of its first and last beats."""
     data: bytes
     aborted: bool = False
     cycle: int | None = None
+    last_cycle: int | None = None
 
 
 @dataclasses.dataclass

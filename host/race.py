@@ -1353,15 +1353,27 @@ def sweep_latencies(sniper_latency_ns: int) -> list[int]:
 
 
 def latency_sweep(scenario: RaceScenario, latencies_ns: Sequence[int], *,
-                  sniper_factory: SniperFactory | None = None) -> list[SweepPoint]:
-    """The maker's profit against its constant decision latency: one race per latency, the same seed."""
+                  sniper_factory: SniperFactory | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[SweepPoint]:
+    """The maker's profit against its constant decision latency: one race per latency, the same seed.
+
+    `progress(races done, races)` after each race.
+    """
     points = []
     for latency_ns in latencies_ns:
         if not isinstance(latency_ns, int) or isinstance(latency_ns, bool) or not 0 <= latency_ns <= _MAX_LEG_NS:
             raise ValueError(f"a sweep latency must be an integer of ns from 0 to {_MAX_LEG_NS}, not {latency_ns!r}")
         result = run_race(dataclasses.replace(scenario, maker_decision_ns=latency_ns), sniper_factory=sniper_factory)
         points.append(SweepPoint(latency_ns, result.maker.pnl.total, result.races.count, result.races.sniper_wins))
+        if progress:
+            progress(len(points), len(latencies_ns))
     return points
+
+
+def _with_model_sniper(scenario: RaceScenario, sniper_ns: int) -> RaceScenario:
+    """`scenario` with the golden-model sniper's latency at `sniper_ns` (and an answer window that allows it)."""
+    return dataclasses.replace(scenario, sniper_model_latency_ns=sniper_ns,
+                               sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
 
 
 def measure_runners(config: MarketMakerConfig, packets: Sequence[bytes], *,
@@ -1397,8 +1409,7 @@ def counterfactual_scenario(scenario: RaceScenario, sniper_ns: int) -> RaceScena
     if scenario.batch_interval_ns is None and scenario.counterfactual_batch_interval_ns is None:
         return None
     interval = scenario.counterfactual_batch_interval_ns if scenario.batch_interval_ns is None else None
-    return dataclasses.replace(scenario, batch_interval_ns=interval, sniper_model_latency_ns=sniper_ns,
-                               sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
+    return dataclasses.replace(_with_model_sniper(scenario, sniper_ns), batch_interval_ns=interval)
 
 
 def race_and_sweep(scenario: RaceScenario, *, sniper_factory: SniperFactory | None = None, sweep: bool = True,
@@ -1432,13 +1443,7 @@ def race_and_sweep(scenario: RaceScenario, *, sniper_factory: SniperFactory | No
                                      measured=(*result.measured, "agents.maker.implementations"))
     if not sweep:
         return result, None
-    swept = dataclasses.replace(scenario, sniper_model_latency_ns=sniper_ns,
-                                sniper_answer_window_ns=max(scenario.sniper_answer_window_ns, sniper_ns))
-    latencies = sweep_latencies(sniper_ns)
-    points = []
-    for done, latency in enumerate(latencies):
-        points += latency_sweep(swept, [latency])
-        if progress:
-            progress("latency sweep, races", done + 1, len(latencies))
-    return result, points
+    return result, latency_sweep(_with_model_sniper(scenario, sniper_ns), sweep_latencies(sniper_ns),
+                                 progress=progress and (lambda done, total: progress("latency sweep, races",
+                                                                                     done, total)))
 

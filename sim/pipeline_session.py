@@ -15,7 +15,6 @@ strategy file before ``start_cycle``, the first cycle a caller may use.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import socket
@@ -24,25 +23,17 @@ import time
 
 from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
 from ..host.device import DeviceError
+from ..host.pipeline_device import TxFrame, bus_writes, register_writes
 from ..host.sniper import CLOCK_HZ, SniperOrder
 from .runner import SimulationFailed, available_simulators, run
 
-__all__ = ["PipelineSession", "SessionFrame", "SessionSniper"]
+__all__ = ["PipelineSession", "SessionSniper"]
 
 BENCH = "tick2trade.sim.benches.pipeline_session_bench"
 #: Cycles of a quiet stretch a ``SessionSniper`` lets the design run (the rest is cut).
 QUIET_CYCLES_KEPT = 64
 #: Seconds to wait for the simulator to start (a first Verilator build takes minutes).
 START_TIMEOUT_S = 1200.0
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionFrame:
-    """An order frame that left ``tx``: bytes, aborted or not, the cycles of its first and last beats."""
-    data: bytes
-    aborted: bool
-    first_cycle: int
-    last_cycle: int
 
 
 class PipelineSession:
@@ -56,7 +47,6 @@ class PipelineSession:
 
     def __init__(self, strategy, *, simulator="verilator", dst_ip=None, dst_port=None):
         from ..hdl.pipeline import Pipeline
-        from ..host.pipeline_device import register_writes
         unavailable = available_simulators().get(simulator, f"unknown simulator {simulator!r}")
         if unavailable:
             raise DeviceError(unavailable)
@@ -125,11 +115,10 @@ class PipelineSession:
 
     def write(self, writes, at_cycle: int) -> None:
         """Queue register writes [(name, value)], one bus word per cycle, from ``at_cycle`` on."""
-        from ..host.pipeline_device import bus_writes
         self._command({"op": "write", "at": at_cycle, "writes": bus_writes(self.registers, writes)})
         self.idle = False
 
-    def advance(self, until_cycle: int, *, complete: bool = False) -> list[SessionFrame]:
+    def advance(self, until_cycle: int, *, complete: bool = False) -> list[TxFrame]:
         """Run through ``until_cycle``; the order frames whose last beat left ``tx`` since the last call.
 
         With ``complete``, the design runs on (inputs queued for those
@@ -139,7 +128,7 @@ class PipelineSession:
         """
         answer = self._command({"op": "advance", "until": until_cycle, "complete": complete})
         self.cycle, self.idle = answer["cycle"], answer["idle"]
-        return [SessionFrame(bytes.fromhex(data), aborted, first, last)
+        return [TxFrame(bytes.fromhex(data), aborted, first, last)
                 for data, aborted, first, last in answer["frames"]]
 
     def read(self, names) -> dict[str, int]:
@@ -228,7 +217,7 @@ class SessionSniper:
         else:
             self._quiet_run = 0
         frames = self.session.advance(last_cycle, complete=True)
-        return [SniperOrder(self._time_ns(frame.first_cycle), frame.data) for frame in frames if not frame.aborted]
+        return [SniperOrder(self._time_ns(frame.cycle), frame.data) for frame in frames if not frame.aborted]
 
     def write_registers(self, writes, at_ns: int) -> None:
         self.session.write(writes, self._input_cycle(at_ns))

@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 
 from tick2trade.host.device import DeviceError
-from tick2trade.host.pipeline_device import PipelineResult, TxFrame, actionable_latencies
+from tick2trade.host.pipeline_device import PipelineResult, actionable_latencies
 from tick2trade.host.pipeline_model import PipelineModel, stock_directory
 from tick2trade.host.strategy import resolve_instruments
 from tick2trade.hdl.stream import BEAT_BYTES
@@ -63,8 +63,7 @@ def test_session_sends_what_the_whole_input_device_sends_in_the_same_cycles(simu
         sent = drain(session)
     assert [frame.data for frame in sent if not frame.aborted] == [frame.data for frame in want.frames]
     # The same latency, order by order, as the device that drives the whole input at once.
-    as_result = PipelineResult(frames=[TxFrame(frame.data, frame.aborted, frame.first_cycle) for frame in sent],
-                               counters={}, beat_cycles=beat_cycles)
+    as_result = PipelineResult(frames=sent, counters={}, beat_cycles=beat_cycles)
     session_latencies = actionable_latencies(frames, as_result, model.orders)
     assert session_latencies == actionable_latencies(frames, got, model.orders)
     assert min(session_latencies) == 4
