@@ -207,11 +207,13 @@ class UdpRx(wiring.Component):
         header_ok = Signal()
         m.d.sync += checksum_due.eq(at_beat[_DECISION_BEAT])
         checksum_bad = header_sum[:16] + header_sum[16:] != 0xFFFF
+        # What header_ok is in the next cycle, when the first payload beat may leave.
+        header_ok_next = Signal()
+        m.d.comb += header_ok_next.eq(header_ok)
         with m.If(checksum_due):
-            m.d.sync += [
-                failed[DropReason.IP_CHECKSUM.value].eq(checksum_bad),
-                header_ok.eq(~failed.as_value().any() & ~checksum_bad),
-            ]
+            m.d.comb += header_ok_next.eq(~failed.as_value().any() & ~checksum_bad)
+            m.d.sync += failed[DropReason.IP_CHECKSUM.value].eq(checksum_bad)
+        m.d.sync += header_ok.eq(header_ok_next)
         # The first failing check, in the order of DropReason.
         reason = Signal(DropReason)
         m.d.comb += reason.eq(functools.reduce(
@@ -219,12 +221,12 @@ class UdpRx(wiring.Component):
             reversed([failure for failure in DropReason if failure != DropReason.NONE]),
             DropReason.NONE))
 
-        # Bytes in this beat (keep is contiguous from lane 0 at the MAC).
-        beat_bytes = Signal(range(BEAT_BYTES + 1))
-        for count in range(1, BEAT_BYTES + 1):
-            with m.If(rx.keep[count - 1]):
-                m.d.comb += beat_bytes.eq(count)
-        frame_bytes = index * BEAT_BYTES + beat_bytes
+        # Whether a last beat ends the frame before the UDP payload: it comes before the payload's
+        # first beat, or is that beat without the header's last byte (keep is contiguous from lane
+        # 0 at the MAC), so that no byte count (a carry chain) is needed.
+        header_end_lane = (UDP_PAYLOAD_OFFSET - 1) % BEAT_BYTES
+        assert (UDP_PAYLOAD_OFFSET - 1) // BEAT_BYTES == _PAYLOAD_BEAT
+        ends_in_header = (index < _PAYLOAD_BEAT) | ((index == _PAYLOAD_BEAT) & ~rx.keep[header_end_lane])
         payload_keep = Signal(BEAT_BYTES)
         for i in range(BEAT_BYTES):
             in_payload = (index > _PAYLOAD_BEAT) | (i >= UDP_PAYLOAD_OFFSET % BEAT_BYTES)
@@ -234,15 +236,15 @@ class UdpRx(wiring.Component):
         # checksum is settled before the first payload beat leaves.
         out = self.payload.p
         out_valid = Signal()   # a beat was at rx in the previous cycle
-        out_payload = Signal()  # it belongs to the payload (frame beat 5 on, not ending a runt)
+        out_payload = Signal()  # it belongs to the payload (frame beat 5 on, not ending a runt) of a good header
         out_runt = Signal()    # it ends a frame too short for the headers
         out_mac_err = Signal()
         out_truncated = Signal()  # it ends a frame shorter than its IPv4 total length
         truncated = ip_continues | (ip_lanes & ~rx.keep).any()
-        runt = rx.last & (frame_bytes < UDP_PAYLOAD_OFFSET)
+        runt = rx.last & ends_in_header
         m.d.sync += [
             out_valid.eq(self.rx.valid),
-            out_payload.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & ~runt),
+            out_payload.eq(self.rx.valid & (index >= _PAYLOAD_BEAT) & ~runt & header_ok_next),
             out_runt.eq(runt),
             out_mac_err.eq(rx.err),
             out_truncated.eq(truncated),
@@ -253,7 +255,8 @@ class UdpRx(wiring.Component):
             out.err.eq(rx.last & (rx.err | truncated)),
         ]
 
-        m.d.comb += self.payload.valid.eq(out_payload & header_ok)
+        # A register of its own: its fan-out reaches every stage after this one.
+        m.d.comb += self.payload.valid.eq(out_payload)
 
         with m.If(out_valid & out.last):
             m.d.comb += self.events.frames.eq(1)
