@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 r"""The whole tick-to-trade pipeline: Ethernet frames in, OUCH order frames out.
 
 docs/pipeline.md is the contract; this module only wires the stages and
@@ -12,7 +13,10 @@ only if the exact path's order agrees (docs/pipeline.md, "Latency").
 
 Every configuration register, strobe, host-settable state, status word and
 counter of every stage sits in one register block, so that the host (and
-later the board link) sees one address map.
+the board link) sees one address map. (The first line's linter option: the
+stages are made in the constructor for their port widths and always
+elaborated with the pipeline; a host that builds a ``Pipeline`` for its
+register map alone must not be warned that they were never used.)
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, Value

@@ -115,7 +115,7 @@ def bus_writes(registers, writes) -> list[tuple[int, int]]:
 
 
 def open_pipeline_device(backend, strategy: StrategyFile, **options):
-    """A pipeline device for ``backend`` (one of BACKENDS) configured for ``strategy`` (resolved)."""
+    """A pipeline device for ``backend`` (one of BACKENDS, or ``serial:PORT`` for a board) configured for ``strategy`` (resolved)."""
     if backend == "model":
         return ModelPipelineDevice(strategy, **options)
     if backend in ("verilator", "icarus"):
@@ -123,7 +123,11 @@ def open_pipeline_device(backend, strategy: StrategyFile, **options):
         return CocotbPipelineDevice(strategy, simulator=backend, **options)
     if backend == "amaranth":
         raise DeviceError("the whole pipeline has no Amaranth-simulator backend; use verilator or icarus")
-    raise DeviceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from .serial_device import SerialPipelineDevice, serial_port
+    port = serial_port(backend)
+    if port is not None:
+        return SerialPipelineDevice(strategy, port=port, **options)
+    raise DeviceError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}, or serial:PORT")
 
 
 class ModelPipelineDevice:

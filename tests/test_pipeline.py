@@ -23,6 +23,7 @@ from tick2trade.host.pipeline_device import (PROBE_DEPTH, ModelPipelineDevice, a
 from tick2trade.host.pipeline_model import stock_directory
 from tick2trade.host.strategy import parse_strategy, resolve_instruments
 from tick2trade.sim.runner import available_simulators
+from tick2trade.sim.simulated_board import SimulatedBoard
 
 pytestmark = pytest.mark.cocotb
 
@@ -50,6 +51,11 @@ def strategy_with(**sections):
     return parse_strategy(data)
 
 
+#: The serial backend (host/serial_device.py) over a pseudo-terminal to a simulated board: the
+#: pipeline behind the board link's UART, as a board build has it (sim/simulated_board.py).
+BOARD = "board"
+
+
 def _simulator(request):
     reason = available_simulators()[request.param]
     if reason:
@@ -57,12 +63,38 @@ def _simulator(request):
     return request.param
 
 
-@pytest.fixture(params=["verilator", "icarus"])
-def simulator(request):
+@pytest.fixture(scope="module")
+def simulated_board():
+    reason = available_simulators()["verilator"]
+    if reason:
+        pytest.skip(reason)
+    with SimulatedBoard() as board:
+        yield board
+
+
+def _device(request):
+    """The device string of a simulator, or of the simulated board (one per module: reused between
+    runs, as a board is, which the serial backend must handle)."""
+    if request.param == BOARD:
+        return request.getfixturevalue("simulated_board").device
     return _simulator(request)
 
 
-#: Icarus runs the pipeline about 8 times slower than Verilator: its long runs are in `make test-all`.
+#: Every backend of the device interface that has timing: the same tests pass on each.
+@pytest.fixture(params=["verilator", "icarus", BOARD])
+def device(request):
+    return _device(request)
+
+
+#: Icarus runs the pipeline about 8 times slower than Verilator, and the board's serial link about
+#: 30 ms a frame: their long runs are in `make test-all`.
+@pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow),
+                        pytest.param(BOARD, marks=pytest.mark.slow)])
+def device_long(request):
+    return _device(request)
+
+
+#: For options only a simulator has (tx not always ready).
 @pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
 def simulator_long(request):
     return _simulator(request)
@@ -74,13 +106,13 @@ def snipe_frames(seed, messages, **faults):
     return [RxFrame(record.data) for record in generate_feed(config)]
 
 
-def run_both(simulator, strategy, frames, **options):
+def run_both(device, strategy, frames, **options):
     """(gateware result, golden model device) for ``frames``."""
     directory = stock_directory(frames)
     resolve_instruments(strategy, directory)
     golden = ModelPipelineDevice(strategy, directory=directory)
     want = golden.run(frames)
-    got = open_pipeline_device(simulator, strategy).run(frames, **options)
+    got = open_pipeline_device(device, strategy).run(frames, **options)
     return got, want, golden.model
 
 
@@ -186,10 +218,11 @@ def test_actionable_latency_target(simulator_long):
     assert max(latencies) <= LATENCY_TARGET, f"actionable latency {min(latencies)}..{max(latencies)} cycles"
 
 
-def test_small_market_matches_golden_model(simulator):
-    """A shorter market, so that the second simulator runs the whole comparison in `make test` too."""
+def test_small_market_matches_golden_model(device):
+    """A shorter market, so that the second simulator and the board run the whole comparison in
+    `make test` too."""
     frames = snipe_frames(17, 3_000)
-    got, want, _model = run_both(simulator, strategy_with(), frames, idle_probability=0.2, seed=5)
+    got, want, _model = run_both(device, strategy_with(), frames, idle_probability=0.2, seed=5)
     assert len(want.frames) >= 20
     assert_same_orders(got, want)
     assert got.counters == want.counters and got.state == want.state
@@ -211,9 +244,9 @@ RISK_CASES = {
 
 
 @pytest.mark.parametrize("reason", RISK_CASES, ids=lambda reason: reason.name.lower())
-def test_risk_rejections(simulator_long, reason):
+def test_risk_rejections(device_long, reason):
     frames = snipe_frames(11, 2_000)
-    got, want, _model = run_both(simulator_long, strategy_with(risk=RISK_CASES[reason]), frames)
+    got, want, _model = run_both(device_long, strategy_with(risk=RISK_CASES[reason]), frames)
     assert want.counters[f"reject_{reason.name.lower()}"] > 0, "the case exercises its reason"
     assert_same_orders(got, want)
     assert got.counters == want.counters
@@ -234,10 +267,10 @@ def test_busy_when_tx_is_slow(simulator_long):
 
 # --- bad input never trades ----------------------------------------------------------------
 
-def test_bad_input_never_produces_an_order(simulator_long):
+def test_bad_input_never_produces_an_order(device_long):
     frames = snipe_frames(13, 8_000, corrupt_probability=0.1, gap_probability=0.01,
                           duplicate_probability=0.01, reorder_probability=0.01)
-    got, want, _model = run_both(simulator_long, strategy_with(), frames, idle_probability=0.1, seed=3)
+    got, want, _model = run_both(device_long, strategy_with(), frames, idle_probability=0.1, seed=3)
     assert_same_orders(got, want)
     assert got.counters == want.counters
     assert want.counters["packets_bad"] > 0 and want.counters["book_gap"] > 0
