@@ -8,11 +8,12 @@ timing:
 
 - configuration: the same register writes (``register_writes``), made
   through the link's WRITE requests;
-- a known state first, as a board keeps its state between runs: the
-  MoldUDP64 session forgotten (``resync``), every book cleared
-  (``book_clear``), the trigger re-armed, outstanding orders released
-  (``orders_done``); counters are not cleared by any register, so a run
-  reports each counter's increase over its value before the run;
+- a board fresh from reset: its order book is only empty then (no register
+  empties it; ``book_clear`` clears the unreliable flags), so a board that
+  has decoded messages since it was loaded is refused with a clear error
+  (load the bitstream again, or restart the simulated board); counters are
+  reported as their increase over the run, so that link checks before it
+  do not count;
 - every frame injected into ``rx`` (its beats on consecutive cycles; the
   board stamps its first beat), and the order frames that left ``tx``
   collected after each frame, with the cycle stamp of their first beat;
@@ -26,6 +27,7 @@ register map, never elaborated.)
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 
 from ..hdl.csr import MAGIC
@@ -33,7 +35,7 @@ from ..hdl.stream import BEAT_BYTES
 from .board_link import BoardLinkClient, BoardLinkError
 from .device import DeviceError
 
-__all__ = ["SERIAL_PREFIX", "serial_port", "open_serial", "BoardSession", "SerialPipelineDevice",
+__all__ = ["SERIAL_PREFIX", "serial_port", "open_serial", "BoardSession", "SerialPipelineDevice", "BoardSniper", "pipeline_registers",
            "DEFAULT_BAUD", "DEFAULT_TIMEOUT"]
 
 #: How a device string names a serial port: ``serial:PATH``.
@@ -66,10 +68,12 @@ def open_serial(port: str, *, baud: int = DEFAULT_BAUD):
 
 
 class BoardSession:
-    """A pipeline on a board, reached through ``transport``: registers by name, frames in, orders out.
+    """The pipeline on a board, reached through ``transport``.
 
-    ``registers`` is the pipeline's register map (``Pipeline(...).registers``).
-    Link errors become ``DeviceError``.
+    Opening checks that the board answers with the design's magic number.
+    ``registers`` is the pipeline's register map (``pipeline_registers``).
+    ``start`` makes the board ready for a run. Link errors become
+    ``DeviceError``.
     """
 
     def __init__(self, transport, registers, *, timeout: float = DEFAULT_TIMEOUT):
@@ -78,6 +82,22 @@ class BoardSession:
         magic = self._call(self.link.read_registers, 0, 1)[0]
         if magic != MAGIC:
             raise DeviceError(f"not a tick2trade board: register 0 reads 0x{magic:08x}, not 0x{MAGIC:08x}")
+        self._counted = [name for name, register in registers.items() if register.kind == "counter"]
+        self._before = None
+
+    def start(self, strategy, *, dst_ip=None, dst_port=None) -> None:
+        """Check the board is fresh (it has decoded no message: see the module docstring), note every
+        counter (a run reports increases) and configure it for ``strategy`` (resolved)."""
+        from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
+        from .pipeline_device import register_writes
+        before = self.read(self._counted)
+        if before["msgs"]:
+            raise DeviceError(f"the board has decoded {before['msgs']} messages since it was loaded, so its "
+                              f"order book is not empty: load the bitstream again (tick2trade flash) or restart "
+                              f"the simulated board")
+        self._before = before
+        dst_ip = int(ipaddress.IPv4Address(dst_ip or DEFAULT_DST_IP))
+        self.write(register_writes(strategy, dst_ip=dst_ip, dst_port=DEFAULT_DST_PORT if dst_port is None else dst_port))
 
     @staticmethod
     def _call(method, *args, **kwargs):
@@ -115,12 +135,33 @@ class BoardSession:
             frames.append(TxFrame(captured.frame, captured.err, captured.stamp))
         return frames
 
-    def settle(self, slots: int) -> None:
-        """Put the pipeline in a known state: session forgotten, books cleared, trigger re-armed, no outstanding orders."""
-        outstanding = self.read(["outstanding"])["outstanding"]
-        self.write([("resync", 1), ("book_clear", (1 << slots) - 1), ("rearm", 1)]
-                   + ([("orders_done", outstanding)] if outstanding else []))
-        self.collect()  # frames left from before are not this run's
+    def counters(self) -> dict[str, int]:
+        """Every counter's increase since ``start``."""
+        after = self.read(self._counted)
+        return {name: (after[name] - self._before[name]) % (1 << self.registers[name].width)
+                for name in self._counted}
+
+    def probes(self) -> list[tuple[int, int]]:
+        """The (trigger cycle, tx cycle) pairs of the latency probes, by probe index."""
+        from .pipeline_device import PROBE_DEPTH
+        pairs = []
+        for index in range(PROBE_DEPTH):
+            self.write([("probe_select", index)])
+            values = self.read(["probe_trigger_cycle", "probe_tx_cycle"])
+            pairs.append((values["probe_trigger_cycle"], values["probe_tx_cycle"]))
+        return pairs
+
+
+def pipeline_registers(strategy):
+    """The register map of the pipeline built for ``strategy``'s book capacity and levels."""
+    from ..hdl.pipeline import Pipeline
+    return Pipeline(capacity=strategy.book_capacity, levels=strategy.book_levels).registers
+
+
+def _transport(port, transport):
+    if (port is None) == (transport is None):
+        raise ValueError("give a serial port or a transport")
+    return (transport, False) if transport is not None else (open_serial(port), True)
 
 
 class SerialPipelineDevice:
@@ -128,15 +169,11 @@ class SerialPipelineDevice:
 
     def __init__(self, strategy, *, port=None, transport=None, dst_ip=None, dst_port=None,
                  timeout: float = DEFAULT_TIMEOUT, **_options):
-        from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
         if (port is None) == (transport is None):
             raise ValueError("give a serial port or a transport")
         self._strategy = strategy
-        self._port = port
-        self._transport = transport
-        self._timeout = timeout
-        self._dst_ip = int(ipaddress.IPv4Address(dst_ip or DEFAULT_DST_IP))
-        self._dst_port = DEFAULT_DST_PORT if dst_port is None else dst_port
+        self._port, self._transport = port, transport
+        self._dst_ip, self._dst_port, self._timeout = dst_ip, dst_port, timeout
 
     def run(self, frames, *, idle_probability=0.0, seed=0, progress=None, **_options):
         """Inject ``frames`` (RxFrame) one by one and return a PipelineResult with the board's cycle stamps.
@@ -144,19 +181,11 @@ class SerialPipelineDevice:
         ``idle_probability`` and ``seed`` are for simulators: a board's
         frames enter ``rx`` at line rate, as the link injects them.
         """
-        from ..hdl.pipeline import Pipeline
-        from .pipeline_device import (FAST_PATH_COUNTERS, PROBE_DEPTH, STATE_REGISTERS, PipelineResult,
-                                      register_writes)
-        strategy = self._strategy
-        pipeline = Pipeline(capacity=strategy.book_capacity, levels=strategy.book_levels)
-        registers = pipeline.registers
-        transport = self._transport if self._transport is not None else open_serial(self._port)
+        from .pipeline_device import FAST_PATH_COUNTERS, STATE_REGISTERS, PipelineResult
+        transport, owned = _transport(self._port, self._transport)
         try:
-            board = BoardSession(transport, registers, timeout=self._timeout)
-            board.settle(pipeline.slots)
-            counted = [name for name, register in registers.items() if register.kind == "counter"]
-            before = board.read(counted)
-            board.write(register_writes(strategy, dst_ip=self._dst_ip, dst_port=self._dst_port))
+            board = BoardSession(transport, pipeline_registers(self._strategy), timeout=self._timeout)
+            board.start(self._strategy, dst_ip=self._dst_ip, dst_port=self._dst_port)
             out, beat_cycles = [], []
             for number, frame in enumerate(frames):
                 stamp = board.inject(frame.data, frame.err)
@@ -165,19 +194,66 @@ class SerialPipelineDevice:
                 if progress:
                     progress(number + 1, len(frames))
             out += board.collect()
-            after = board.read(counted)
-            counters = {name: (after[name] - before[name]) % (1 << registers[name].width) for name in counted}
+            counters = board.counters()
             state = board.read(STATE_REGISTERS)
-            probes = []
-            for index in range(PROBE_DEPTH):
-                board.write([("probe_select", index)])
-                values = board.read(["probe_trigger_cycle", "probe_tx_cycle"])
-                probes.append((values["probe_trigger_cycle"], values["probe_tx_cycle"]))
+            probes = board.probes()
         finally:
-            if self._transport is None:
+            if owned:
                 transport.close()
         return PipelineResult(
             frames=out,
             counters={name: value for name, value in counters.items() if name not in FAST_PATH_COUNTERS},
             state=state, fast_path={name: counters[name] for name in FAST_PATH_COUNTERS},
             probes=probes, beat_cycles=beat_cycles)
+
+
+class BoardSniper:
+    """A board behind the race's ``Sniper`` interface (``host/sniper.py``): the gateware on hardware as sniper.
+
+    A board's clock cannot be held between the race's events as a
+    simulator's can: each feed frame goes into ``rx`` as it is injected and
+    the board runs on in between. An order's race time is therefore taken
+    from the board's own stamps: the race time of the latest frame fed
+    before it left, plus the cycles from that frame's first beat at ``rx``
+    to the order's first beat at ``tx``, at the 10GbE reference clock
+    (``CLOCK_HZ``, as the simulator sessions count them; a board running its
+    own slower clock takes the same cycles), rounded up to whole ns. Host
+    writes (position, finished orders) go through the link as they come.
+    """
+
+    def __init__(self, strategy, *, port=None, transport=None, timeout: float = DEFAULT_TIMEOUT):
+        self._transport, self._owned = _transport(port, transport)
+        self.board = BoardSession(self._transport, pipeline_registers(strategy), timeout=timeout)
+        self.board.start(strategy)
+        self._anchors = []   # (stamp, race ns) of each frame fed, in order
+        self._pending = []   # SniperOrder not yet returned, in the order they left
+
+    def feed(self, frame: bytes, at_ns: int) -> None:
+        from .sniper import CLOCK_HZ, SniperOrder
+        self._anchors.append((self.board.inject(frame), at_ns))
+        stamps = [stamp for stamp, _ in self._anchors]
+        for sent in self.board.collect():
+            if sent.aborted:
+                continue
+            index = bisect.bisect_right(stamps, sent.cycle) - 1
+            if index < 0:
+                raise DeviceError(f"the board sent an order at cycle {sent.cycle}, before any frame was fed")
+            stamp, time_ns = self._anchors[index]
+            self._pending.append(SniperOrder(time_ns + -(-(sent.cycle - stamp) * 10**9 // CLOCK_HZ), sent.data))
+
+    def advance(self, until_ns: int) -> list:
+        """The orders due by ``until_ns``, by race time (orders of a later frame can be due before
+        a slower order of an earlier one)."""
+        due = sorted((order for order in self._pending if order.time_ns <= until_ns), key=lambda o: o.time_ns)
+        self._pending = [order for order in self._pending if order.time_ns > until_ns]
+        return due
+
+    def write_registers(self, writes, at_ns: int) -> None:
+        self.board.write(writes)
+
+    def counters(self) -> dict[str, int]:
+        return self.board.counters()
+
+    def close(self) -> None:
+        if self._owned:
+            self._transport.close()

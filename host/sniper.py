@@ -101,24 +101,32 @@ SNIPER_BACKENDS = ("model", "verilator", "icarus")
 
 
 def sniper_factory(backend: str, opened: list):
-    """The race's sniper factory for `backend` (one of SNIPER_BACKENDS).
+    """The race's sniper factory for `backend` (one of SNIPER_BACKENDS, or "serial:PORT").
 
     "model": None, the race's default (`ModelSniper`). A simulator: the
-    gateware in a session (`sim/pipeline_session.py`, `SessionSniper`),
-    configured from the scenario's strategy; each sniper made is appended to
-    `opened`, for the caller to close.
+    gateware in a session (`sim/pipeline_session.py`, `SessionSniper`);
+    "serial:PORT": a board (`host/serial_device.py`, `BoardSniper`); each
+    configured from the scenario's strategy, and appended to `opened`, for
+    the caller to close.
     """
-    if backend not in SNIPER_BACKENDS:
-        raise ValueError(f"unknown sniper backend {backend!r}; choose one of {', '.join(SNIPER_BACKENDS)}")
+    from .serial_device import serial_port
+    port = serial_port(backend)
+    if backend not in SNIPER_BACKENDS and port is None:
+        raise ValueError(f"unknown sniper backend {backend!r}; choose one of {', '.join(SNIPER_BACKENDS)}, "
+                         f"or serial:PORT")
     if backend == "model":
         return None
 
     def factory(scenario, directory):
-        from ..sim.pipeline_session import SessionSniper
         from .strategy import resolve_instruments
         strategy = copy.deepcopy(scenario.sniper)
         resolve_instruments(strategy, directory)
-        sniper = SessionSniper(strategy, simulator=backend)
+        if port is not None:
+            from .serial_device import BoardSniper
+            sniper = BoardSniper(strategy, port=port)
+        else:
+            from ..sim.pipeline_session import SessionSniper
+            sniper = SessionSniper(strategy, simulator=backend)
         opened.append(sniper)
         return sniper
     return factory

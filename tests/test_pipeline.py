@@ -23,7 +23,6 @@ from tick2trade.host.pipeline_device import (PROBE_DEPTH, ModelPipelineDevice, a
 from tick2trade.host.pipeline_model import stock_directory
 from tick2trade.host.strategy import parse_strategy, resolve_instruments
 from tick2trade.sim.runner import available_simulators
-from tick2trade.sim.simulated_board import SimulatedBoard
 
 pytestmark = pytest.mark.cocotb
 
@@ -63,18 +62,8 @@ def _simulator(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
-def simulated_board():
-    reason = available_simulators()["verilator"]
-    if reason:
-        pytest.skip(reason)
-    with SimulatedBoard() as board:
-        yield board
-
-
 def _device(request):
-    """The device string of a simulator, or of the simulated board (one per module: reused between
-    runs, as a board is, which the serial backend must handle)."""
+    """The device string of a simulator, or of the simulated board (conftest.py)."""
     if request.param == BOARD:
         return request.getfixturevalue("simulated_board").device
     return _simulator(request)
