@@ -77,6 +77,16 @@ class SimulatedBoard:
         except Exception as error:  # the thread must report whatever stopped the simulator
             self._failure = f"{type(error).__name__}: {error}"
 
+    @property
+    def running(self) -> bool:
+        """Whether the simulator is still running."""
+        return self._thread.is_alive()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the simulator stopped, if it failed."""
+        return self._failure
+
     def close(self):
         """Stop the simulator and wait for it."""
         self._stop.touch()
