@@ -8,7 +8,7 @@ BOARD ?= ulx3s-85f
 PYTEST_FLAGS ?= -n 2
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup demo test test-all bench verilog synth waves clean
+.PHONY: setup demo test test-all bench verilog synth build waves clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,9 @@ verilog: setup
 
 synth: setup
 	$(BIN)/python -m tick2trade.host.synth --top pipeline --per-module --out $(OUT)/synth
+
+build: setup
+	$(BIN)/tick2trade build --board $(BOARD) --out $(OUT)/build/$(BOARD)
 
 waves: setup
 	WAVES=1 $(BIN)/tick2trade sim rx $(OUT)/demo/feed.pcap --out $(OUT)/waves/hw.jsonl

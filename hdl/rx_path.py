@@ -106,12 +106,14 @@ def connect_registers(m, registers, component, names):
     """Drive ``component``'s configuration inputs from ``registers`` and its events into them.
 
     ``names`` are the configuration and strobe names the component takes;
-    every field of its ``events`` goes to the counter of the same name.
+    every field of its ``events`` goes to the counter of the same name, if
+    the block has one (a small build may count only some).
     """
     for name in names:
         m.d.comb += getattr(component, name).eq(getattr(registers, name))
     for name, _field in data.Layout.cast(component.events.shape()):
-        m.d.comb += getattr(registers, name).eq(getattr(component.events, name))
+        if name in registers.registers:
+            m.d.comb += getattr(registers, name).eq(getattr(component.events, name))
 
 
 class RxPath(wiring.Component):
@@ -122,15 +124,27 @@ class RxPath(wiring.Component):
     rx, messages, packet_end : as in RxStages
     csr : In(RegisterBus)
         Configuration (``dst_ip``, ``dst_port``), the ``resync`` strobe, and
-        the counters named in ``COUNTERS``; addresses in ``address_map``.
+        the counters; addresses in ``address_map``, ``registers``.
+
+    Parameters
+    ----------
+    counters : names of ``COUNTERS``, optional
+        The counters the block keeps (all by default). A 32-bit counter
+        costs about 40 logic cells with its share of the read multiplexer,
+        which a small part (the iCE40 UP5K) cannot spare for all of them.
     """
 
-    def __init__(self, *, dst_ip=DEFAULT_DST_IP, dst_port=DEFAULT_DST_PORT):
+    def __init__(self, *, dst_ip=DEFAULT_DST_IP, dst_port=DEFAULT_DST_PORT, counters=tuple(COUNTERS)):
+        unknown = [name for name in counters if name not in COUNTERS]
+        if unknown or not counters:
+            raise ValueError(f"counters must be some of {', '.join(COUNTERS)}, not {counters!r}")
+        self.counters = tuple(counters)
         self._registers = RegisterBlock(
             config={"dst_ip": (32, int(ipaddress.IPv4Address(dst_ip))), "dst_port": (16, dst_port)},
             strobes=RX_STROBES,
-            counters=COUNTERS,
+            counters={name: COUNTERS[name] for name in self.counters},
         )
+        self.registers = self._registers.registers
         self.address_map = self._registers.address_map
         super().__init__({
             "rx": In(rx_stream()),

@@ -271,6 +271,45 @@ def cmd_race(args):
           file=sys.stderr)
 
 
+def cmd_board_simulate(args):
+    import time
+
+    from ..sim.simulated_board import SimulatedBoard
+    print(f"starting a simulated board on {args.simulator} (a first run builds the simulator) ...",
+          file=sys.stderr, flush=True)
+    with SimulatedBoard(simulator=args.simulator) as board:
+        print(board.device, flush=True)
+        print(f"serving: use --device {board.device}; it is fresh for one run (its order book is only empty "
+              f"from reset); Ctrl-C stops it", file=sys.stderr, flush=True)
+        while board.running:
+            time.sleep(0.5)
+    raise DeviceError(f"the simulated board stopped: {board.failure}")
+
+
+def cmd_board_latency(args):
+    from .pipeline_device import CLOCK_NS, latency_summary
+    from .serial_device import BoardSession, open_serial, pipeline_registers, serial_port
+    strategy = _load_strategy(args.config)
+    transport = open_serial(serial_port(args.device))
+    try:
+        pairs = BoardSession(transport, pipeline_registers(strategy)).probes()
+    finally:
+        transport.close()
+    latencies = [(tx - trigger) % 2**32 for trigger, tx in pairs if trigger or tx]
+    if not latencies:
+        print("no order has left the board since it was loaded: no latency to show")
+        return 0
+    cycles = latency_summary(latencies)
+    print(f"actionable latency on the board, its last {len(latencies)} orders (probes: the cycle the trigger "
+          f"field completed at rx, the cycle the order's first beat left tx):")
+    print(f"  min {cycles['min']}, p50 {cycles['p50']}, max {cycles['max']} cycles "
+          f"({cycles['min'] * CLOCK_NS:.1f} / {cycles['p50'] * CLOCK_NS:.1f} / {cycles['max'] * CLOCK_NS:.1f} ns "
+          f"at 156.25 MHz)")
+    print("  by probe: " + " ".join(str(latency) for latency in latencies))
+    print("  the serial link's own latency is not part of these figures: the board stamps both ends itself")
+    return 0
+
+
 def cmd_report_compare(args):
     from .report import ReportError, compare_reports, comparison_table, load_report
     try:
@@ -289,6 +328,73 @@ def cmd_report_compare(args):
     return 0
 
 
+def _board(name):
+    from .boards import UnknownBoardError, get_board
+    try:
+        return get_board(name)
+    except UnknownBoardError as error:
+        raise UsageError(str(error)) from None
+
+
+def cmd_build(args):
+    from .build import BuildError, build_board, summary
+    board = _board(args.board)
+    out = pathlib.Path(args.out) if args.out else board.default_out_dir()
+    try:
+        report = build_board(board, out_dir=out, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except BuildError as error:
+        print(f"tick2trade: error: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(summary(report, out)))
+    return 0
+
+
+def cmd_boards(args):
+    from .boards import BOARDS
+    rows = [("board", "part", "clock", "configuration")]
+    for board in BOARDS.values():
+        clock = f"{board.clock_mhz:g} MHz" + (f" (PLL from {board.oscillator_hz / 1e6:g} MHz)"
+                                               if board.clock_hz != board.oscillator_hz else " (oscillator)")
+        rows.append((board.name, board.part, clock, board.configuration.name))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if index == 0:
+            continue
+        board = BOARDS[row[0]]
+        reductions = board.configuration.reductions
+        print(f"    reductions: {'none (the full pipeline)' if not reductions else reductions[0]}")
+        for reduction in reductions[1:]:
+            print(f"                {reduction}")
+        print(f"    UART: {board.uart}")
+        print(f"    programmer: {board.programmer}")
+        for note in board.notes:
+            print(f"    note: {note}")
+
+
+def cmd_flash(args):
+    import shlex
+
+    from .flash import FlashError, flash, flash_command
+    board = _board(args.board)
+    argv = flash_command(board, args.bitstream, cable=args.cable)
+    if args.dry_run:
+        print(shlex.join(argv))
+        return 0
+    bitstream = pathlib.Path(argv[-1])
+    if not bitstream.is_file():
+        hint = "" if args.bitstream else f" (build it first: tick2trade build --board {board.name})"
+        raise UsageError(f"{bitstream}: no such bitstream{hint}")
+    try:
+        output = flash(argv)
+    except FlashError as error:
+        print(f"tick2trade: error: {error}", file=sys.stderr)
+        return 1
+    sys.stderr.write(output)
+    print(f"programmed {board.name} with {bitstream}", file=sys.stderr)
+    return 0
+
+
 def _checked(convert, noun, holds, requirement):
     """An argparse type: ``convert`` (int or float) the text, then check that ``holds`` of the value."""
     def parse(text):
@@ -300,6 +406,30 @@ def _checked(convert, noun, holds, requirement):
             raise argparse.ArgumentTypeError(f"{text} {requirement}")
         return value
     return parse
+
+
+def _device_type(names):
+    """An argparse type: one of ``names``, or ``serial:PORT`` (a board)."""
+    def parse(text):
+        from .serial_device import serial_port
+        try:
+            if text in names or serial_port(text) is not None:
+                return text
+        except DeviceError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(names)}, or serial:PORT for a board")
+    return parse
+
+
+def _serial_device(text):
+    """An argparse type: ``serial:PORT``."""
+    from .serial_device import serial_port
+    try:
+        if serial_port(text) is not None:
+            return text
+    except DeviceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    raise argparse.ArgumentTypeError(f"{text!r}: a board's port as serial:PORT, e.g. serial:/dev/ttyUSB1")
 
 
 _percent = _checked(float, "a number", lambda value: value >= 0, "must not be negative")
@@ -365,7 +495,9 @@ def build_parser():
     sim_run.add_argument("--out", required=True,
                          help="order frames (pcap; timestamps are cycles x 6.4 ns from reset)")
     sim_run.add_argument("--summary", help="write the JSON summary here instead of stdout")
-    sim_run.add_argument("--simulator", choices=[s for s in SIMULATORS if s != "amaranth"], default="verilator")
+    sim_run.add_argument("--device", "--simulator", dest="simulator", default="verilator",
+                         type=_device_type([s for s in SIMULATORS if s != "amaranth"]),
+                         help="verilator, icarus, or serial:PORT for a board (%(default)s)")
     add_pacing_options(sim_run)
     add_address_options(sim_run)
     sim_run.set_defaults(run=cmd_sim_run)
@@ -394,12 +526,28 @@ def build_parser():
                                                              "(examples/race.toml documents every field)")
     race.add_argument("--seed", type=int, help="the race's seed (default: the scenario's)")
     race.add_argument("--out", default="out/race", help="report folder (%(default)s)")
-    race.add_argument("--backend", choices=SNIPER_BACKENDS, default="model",
-                      help="the sniper: the golden model (constant latency) or the gateware in a simulator "
-                           "(%(default)s)")
+    race.add_argument("--device", "--backend", dest="backend", default="model", type=_device_type(SNIPER_BACKENDS),
+                      help="the sniper: the golden model (constant latency), the gateware in a simulator, or a "
+                           "board, serial:PORT (%(default)s)")
     race.add_argument("--no-sweep", dest="sweep", action="store_false",
                       help="skip the maker-latency sweep (a race per latency, golden-model sniper)")
     race.set_defaults(run=cmd_race)
+
+    board = commands.add_parser("board", help="a board over its serial link: a simulated one, on-board latency")
+    board_commands = board.add_subparsers(dest="board_command", required=True, metavar="COMMAND")
+    board_simulate = board_commands.add_parser(
+        "simulate", help="run a simulated board (the pipeline and its link, UART pins bit by bit) behind a "
+                         "pseudo-terminal until interrupted; prints its device, serial:PTY")
+    board_simulate.add_argument("--simulator", choices=[s for s in SIMULATORS if s != "amaranth"],
+                                default="verilator")
+    board_simulate.set_defaults(run=cmd_board_simulate)
+    board_latency = board_commands.add_parser(
+        "latency", help="the pipeline's actionable latency of the board's last orders, from its own probes")
+    board_latency.add_argument("--device", required=True, type=_serial_device, help="serial:PORT")
+    board_latency.add_argument("--config", default="examples/strategy.toml",
+                               help="the strategy file the board runs (its book size gives the register map; "
+                                    "%(default)s)")
+    board_latency.set_defaults(run=cmd_board_latency)
 
     report = commands.add_parser("report", help="compare reports")
     report_commands = report.add_subparsers(dest="report_command", required=True, metavar="COMMAND")
@@ -417,6 +565,22 @@ def build_parser():
     demo.add_argument("--config", default="examples/strategy.toml",
                       help="strategy file for the tick-to-trade part (%(default)s)")
     demo.set_defaults(run=cmd_demo)
+
+    build = commands.add_parser("build", help="build a board's bitstream (amaranth-boards, YoWASP Yosys and nextpnr); "
+                                               "writes the bitstream, the tools' logs and build.json")
+    build.add_argument("--board", required=True, help="a board of 'tick2trade boards'")
+    build.add_argument("--out", help="output folder (default out/build/BOARD)")
+    build.set_defaults(run=cmd_build)
+
+    boards = commands.add_parser("boards", help="list the supported boards: part, clock, configuration, UART")
+    boards.set_defaults(run=cmd_boards)
+
+    flash = commands.add_parser("flash", help="program a board with openFPGALoader")
+    flash.add_argument("--board", required=True, help="a board of 'tick2trade boards'")
+    flash.add_argument("--bitstream", help="the bitstream (default: the one 'tick2trade build --board BOARD' wrote)")
+    flash.add_argument("--cable", help="openFPGALoader cable (openFPGALoader --list-cables) instead of the board's")
+    flash.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    flash.set_defaults(run=cmd_flash)
     return parser
 
 

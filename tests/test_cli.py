@@ -201,3 +201,49 @@ def test_report_compare_fails_on_a_regression_beyond_the_threshold(tmp_path):
     assert status == 1 and "worse by more than 5" in stderr
     status, _, stderr = run_cli("report", "compare", paths["a"], tmp_path / "missing.json")
     assert status == 2 and stderr.count("\n") == 1
+
+
+@pytest.mark.cocotb
+def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_path, capsys):
+    """`sim run --device serial:PTY` writes the golden model's order frames; `board latency` then shows the
+    actionable latency of the board's last 16 orders from its own probes, within the run's range."""
+    feed, golden, sent, summary_path = (tmp_path / name for name in ("feed.pcap", "golden.pcap", "hw.pcap",
+                                                                     "summary.json"))
+    assert main(["feed", "generate", "--scenario", "snipe", "--seed", "1", "--messages", "1000",
+                 "--out", str(feed)]) == 0
+    assert main(["model", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(golden)]) == 0
+    assert main(["sim", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(sent),
+                 "--summary", str(summary_path), "--device", simulated_board.device]) == 0
+    orders = [record.data for record in read_pcap(golden)]
+    assert len(orders) > 16 and [record.data for record in read_pcap(sent)] == orders
+    run_latency = json.loads(summary_path.read_text())["latency_cycles"]
+
+    capsys.readouterr()
+    assert main(["board", "latency", "--device", simulated_board.device, "--config", str(EXAMPLE_STRATEGY)]) == 0
+    printed = capsys.readouterr().out
+    probes = [int(cycles) for cycles in printed.split("by probe:")[1].splitlines()[0].split()]
+    assert len(probes) == 16
+    assert run_latency["min"] <= min(probes) and max(probes) <= run_latency["max"]
+    assert "the serial link's own latency is not part of these figures" in printed
+
+    # The board has traded: a second run is refused until it is loaded again.
+    assert main(["sim", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(tmp_path / "again.pcap"),
+                 "--device", simulated_board.device]) == 2
+    assert "load the bitstream again" in capsys.readouterr().err
+    assert not (tmp_path / "again.pcap").exists()
+
+
+@pytest.mark.cocotb
+def test_board_simulate_serves_until_interrupted(tmp_path):
+    """`board simulate` prints its device first, and stops cleanly on Ctrl-C."""
+    import signal
+    process = subprocess.Popen([sys.executable, "-m", "tick2trade.host.cli", "board", "simulate"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        device = process.stdout.readline().strip()
+        assert device.startswith("serial:/dev/")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        process.kill()
+    assert "tick2trade: interrupted" in process.stderr.read()

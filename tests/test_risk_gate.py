@@ -25,7 +25,6 @@ import random
 from dataclasses import dataclass, replace
 
 import pytest
-from amaranth.lib import data
 from amaranth.sim import Simulator
 from stage_harness import layout_fields, pack_fields
 
