@@ -30,18 +30,17 @@ from __future__ import annotations
 import bisect
 import ipaddress
 
+from ..hdl.board_top import BAUD
 from ..hdl.csr import MAGIC
 from ..hdl.stream import BEAT_BYTES
 from .board_link import BoardLinkClient, BoardLinkError
 from .device import DeviceError
 
-__all__ = ["SERIAL_PREFIX", "serial_port", "open_serial", "BoardSession", "SerialPipelineDevice", "BoardSniper", "pipeline_registers",
-           "DEFAULT_BAUD", "DEFAULT_TIMEOUT"]
+__all__ = ["SERIAL_PREFIX", "serial_port", "open_serial", "BoardSession", "SerialPipelineDevice", "BoardSniper",
+           "pipeline_registers", "DEFAULT_TIMEOUT"]
 
 #: How a device string names a serial port: ``serial:PATH``.
 SERIAL_PREFIX = "serial:"
-#: The boards' link rate (hdl/board_top.py).
-DEFAULT_BAUD = 1_000_000
 #: Seconds without a byte of an awaited reply before it is taken as lost (a simulated board is slow).
 DEFAULT_TIMEOUT = 10.0
 #: How often pyserial's ``read`` returns when nothing comes, seconds.
@@ -58,7 +57,7 @@ def serial_port(device: str) -> str | None:
     return port
 
 
-def open_serial(port: str, *, baud: int = DEFAULT_BAUD):
+def open_serial(port: str, *, baud: int = BAUD):
     """``port`` opened with pyserial, raw, 8N1; DeviceError (one line) when it cannot be."""
     import serial
     try:
