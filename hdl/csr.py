@@ -1,5 +1,6 @@
 """The register block: configuration and event counters, read and written by the host."""
 
+import zlib
 from dataclasses import dataclass
 
 from amaranth.hdl import Const, Module, Signal, Value
@@ -7,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["RegisterBus", "RegisterBlock", "Register", "REGISTER_WIDTH", "MAGIC", "READ_LATENCY",
-           "READ_GROUP"]
+           "READ_GROUP", "layout_word"]
 
 REGISTER_WIDTH = 32
 #: Cycles from ``addr`` to its word on ``r_data``.
@@ -15,7 +16,7 @@ READ_LATENCY = 3
 #: Registers read out through one first-level multiplexer.
 READ_GROUP = 8
 #: Read from address 0, so that a host can tell it is talking to this design: "t2t" and a version.
-MAGIC = int.from_bytes(b"t2t\x01", "big")
+MAGIC = int.from_bytes(b"t2t\x02", "big")
 
 
 class RegisterBus(wiring.Signature):
@@ -63,10 +64,23 @@ class Register:
         return -(-self.width // REGISTER_WIDTH)
 
 
+def layout_word(registers) -> int:
+    """A 32-bit digest (CRC-32) of a register map (name -> ``Register``), the ``layout`` register's value.
+
+    A host compares it with the map it is about to use, so that it never
+    writes one configuration's registers into a board built with another
+    (another core, book size or number of counters). The ``layout`` register
+    itself is left out of the digest.
+    """
+    text = ";".join(f"{name}:{r.address}:{r.width}:{r.kind}" for name, r in registers.items() if name != "layout")
+    return zlib.crc32(text.encode())
+
+
 class RegisterBlock(wiring.Component):
     """Configuration, strobe, state and status registers and 32-bit event counters behind one bus.
 
-    The address map is: 0 the magic word, then the configuration registers,
+    The address map is: 0 the magic word, 1 the layout word (``layout_word``
+    of the map: which map this is), then the configuration registers,
     the strobe registers, the state registers, the status registers and the
     counters, in the order given, each taking as many words as its width
     needs. ``registers`` gives it to the host (name -> ``Register``), and
@@ -112,7 +126,7 @@ class RegisterBlock(wiring.Component):
             for name, width in widths.items():
                 if width > REGISTER_WIDTH:
                     raise ValueError(f"{kind} register {name!r}: {width} bits is wider than a word")
-        kinds = [("magic", {"magic": REGISTER_WIDTH}),
+        kinds = [("magic", {"magic": REGISTER_WIDTH, "layout": REGISTER_WIDTH}),
                  ("config", {name: width for name, (width, _init) in config.items()}),
                  ("strobe", strobes), ("state", state), ("status", status),
                  ("counter", {name: REGISTER_WIDTH for name in counters})]
@@ -127,6 +141,7 @@ class RegisterBlock(wiring.Component):
         if address > 2 ** address_width:
             raise ValueError(f"{address} register words do not fit in {address_width} address bits")
         self.address_map = {name: register.address for name, register in self.registers.items()}
+        self.layout = layout_word(self.registers)
         self._config = dict(config)
         self._strobes = strobes
         self._state = state
@@ -174,7 +189,8 @@ class RegisterBlock(wiring.Component):
             with m.If(word_written(name)):
                 m.d.sync += getattr(self, f"{name}_data").eq(bus.w_data)
 
-        readable = {"magic": Const(MAGIC, REGISTER_WIDTH), **{name: getattr(self, name) for name in self._config},
+        readable = {"magic": Const(MAGIC, REGISTER_WIDTH), "layout": Const(self.layout, REGISTER_WIDTH),
+                    **{name: getattr(self, name) for name in self._config},
                     **{name: getattr(self, name) for name in (*self._state, *self._status)}, **counts}
         words = {}
         for name, value in readable.items():

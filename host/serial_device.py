@@ -31,7 +31,7 @@ import bisect
 import ipaddress
 
 from ..hdl.board_top import BAUD
-from ..hdl.csr import MAGIC
+from ..hdl.csr import MAGIC, layout_word
 from ..hdl.stream import BEAT_BYTES
 from .board_link import BoardLinkClient, BoardLinkError
 from .device import DeviceError
@@ -69,8 +69,9 @@ def open_serial(port: str, *, baud: int = BAUD):
 class BoardSession:
     """The pipeline on a board, reached through ``transport``.
 
-    Opening checks that the board answers with the design's magic number.
-    ``registers`` is the pipeline's register map (``pipeline_registers``).
+    Opening checks that the board answers with the design's magic number and
+    has the register map ``registers`` (the pipeline's: ``pipeline_registers``;
+    its layout word, hdl/csr.py).
     ``start`` makes the board ready for a run. Link errors become
     ``DeviceError``.
     """
@@ -78,9 +79,13 @@ class BoardSession:
     def __init__(self, transport, registers, *, timeout: float = DEFAULT_TIMEOUT):
         self.registers = registers
         self.link = BoardLinkClient(transport, timeout=timeout)
-        magic = self._call(self.link.read_registers, 0, 1)[0]
+        magic, layout = self._call(self.link.read_registers, 0, 2)
         if magic != MAGIC:
             raise DeviceError(f"not a tick2trade board: register 0 reads 0x{magic:08x}, not 0x{MAGIC:08x}")
+        if layout != layout_word(registers):
+            raise DeviceError(f"the board's register map (layout 0x{layout:08x}) is not the one this run needs "
+                              f"(0x{layout_word(registers):08x}): it was built with another configuration "
+                              f"(tick2trade boards)")
         self._counted = [name for name, register in registers.items() if register.kind == "counter"]
         self._before = None
 

@@ -401,7 +401,7 @@ def test_read_and_write_one_and_64_words():
     assert [peeked[f"c{i}"] for i in (0, 1, 2, 67, 68, 69)] == [config_init(i) for i in (0, 1, 2, 67, 68, 69)]
     # A range longer than 64 words is split; the block's whole map read at once.
     everything = client.read_registers(0, address["ticks"])
-    assert everything == [MAGIC] + [peeked[f"c{i}"] for i in range(CONFIG_WORDS)] + [0]   # clear strobe reads 0
+    assert everything == [MAGIC, block.layout] + [peeked[f"c{i}"] for i in range(CONFIG_WORDS)] + [0]  # clear reads 0
     # A counter: read through the link, between the counts before and after the request.
     before = bench.cycles
     ticks = client.read_registers(address["ticks"], 1)[0]
@@ -417,7 +417,8 @@ def test_bad_register_arguments():
     for payload in (b"\x01\x00\x00", b"\x01\x00\x41", b"\xf0\x00\x20", b"\x00\x01\x01"):   # count 0, 65, past the end
         with pytest.raises(BoardLinkError, match="BAD_LENGTH"):
             client.request(Command.READ, payload)
-    ragged = (1).to_bytes(2, "little") + bytes(5)
+    first = bench.block.address_map["c0"]
+    ragged = first.to_bytes(2, "little") + bytes(5)
     with pytest.raises(BoardLinkError, match="BAD_LENGTH"):
         client.request(Command.WRITE, ragged)
     with pytest.raises(BoardLinkError, match="BAD_LENGTH"):   # a write running past the end of the map
@@ -425,7 +426,7 @@ def test_bad_register_arguments():
     with pytest.raises(BoardLinkError, match="BAD_LENGTH"):
         client.request(Command.STATUS, b"\x00")
     # Nothing was written.
-    assert client.read_registers(1, 1) == [config_init(0)]
+    assert client.read_registers(first, 1) == [config_init(0)]
     status = client.status()
     assert (status.bad_length, status.requests_ok) == (7, 2)
 

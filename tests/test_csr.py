@@ -1,9 +1,11 @@
 """The register block in the Amaranth simulator: every kind of register, read and written over the bus."""
 
+import dataclasses
+
 import pytest
 from amaranth.sim import Simulator
 
-from tick2trade.hdl.csr import MAGIC, READ_LATENCY, RegisterBlock
+from tick2trade.hdl.csr import MAGIC, READ_LATENCY, RegisterBlock, layout_word
 
 
 def make_block():
@@ -40,14 +42,19 @@ async def read(ctx, block, address):
 def test_address_map_packs_wide_registers_in_words():
     block = make_block()
     registers = block.registers
-    assert registers["magic"].address == 0
-    assert (registers["mac"].address, registers["mac"].words) == (1, 2)
-    assert registers["port"].address == 3  # after both words of the MAC
+    assert (registers["magic"].address, registers["layout"].address) == (0, 1)
+    assert (registers["mac"].address, registers["mac"].words) == (2, 2)
+    assert registers["port"].address == 4  # after both words of the MAC
     order = sorted(registers, key=lambda name: registers[name].address)
-    assert order == ["magic", "mac", "port", "position", "rearm", "clear", "sequence", "level", "frames", "bytes"]
+    assert order == ["magic", "layout", "mac", "port", "position", "rearm", "clear", "sequence", "level", "frames",
+                     "bytes"]
     assert [registers[name].kind for name in order] == [
-        "magic", "config", "config", "config", "strobe", "strobe", "state", "status", "counter", "counter"]
+        "magic", "magic", "config", "config", "config", "strobe", "strobe", "state", "status", "counter", "counter"]
     assert block.address_map == {name: register.address for name, register in registers.items()}
+    # The layout word tells maps apart: another name, width or place changes it.
+    for changed in ({**registers, "port": dataclasses.replace(registers["port"], width=8)},
+                    {name: register for name, register in registers.items() if name != "bytes"}):
+        assert layout_word(changed) != layout_word(registers)
 
 
 def test_every_kind_reads_and_writes():
@@ -56,6 +63,7 @@ def test_every_kind_reads_and_writes():
 
     async def bench(ctx):
         assert await read(ctx, block, 0) == MAGIC
+        assert await read(ctx, block, 1) == layout_word(registers) == block.layout
         # A wide configuration register: reset value, then each word written alone.
         assert await read(ctx, block, registers["mac"].address) == 0x0000_0001
         assert await read(ctx, block, registers["mac"].address + 1) == 0x0200

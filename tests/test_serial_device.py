@@ -9,7 +9,8 @@ test_pipeline_session.py, on a simulated board behind a pseudo-terminal.
 
 import pytest
 
-from tick2trade.hdl.csr import MAGIC
+from tick2trade.hdl.csr import MAGIC, layout_word
+from tick2trade.hdl.rx_path import RxPath
 from tick2trade.host.board_link import Command, Status, encode_reply
 from tick2trade.host.device import DeviceError
 from tick2trade.host.serial_device import BoardSession, open_serial, pipeline_registers, serial_port
@@ -65,6 +66,13 @@ def test_a_board_that_does_not_answer_is_a_device_error():
 
 def test_a_board_that_has_traded_is_refused_until_reloaded():
     """Its order book is not empty, and no register empties it: one clear line, nothing written."""
-    board = BoardSession(RegisterFile({0: MAGIC, REGISTERS["msgs"].address: 5}), REGISTERS)
+    board = BoardSession(RegisterFile({0: MAGIC, 1: layout_word(REGISTERS), REGISTERS["msgs"].address: 5}), REGISTERS)
     with pytest.raises(DeviceError, match="has decoded 5 messages since it was loaded.*load the bitstream again"):
         board.start(STRATEGY)
+
+
+def test_a_board_built_with_another_configuration_is_refused():
+    """A board whose register map is another (a receive-path board) is never written."""
+    receive_path = RxPath(counters=("frames", "frames_ok", "msgs", "mold_gap")).registers
+    with pytest.raises(DeviceError, match="register map .* is not the one this run needs"):
+        BoardSession(RegisterFile({0: MAGIC, 1: layout_word(receive_path)}), REGISTERS)
