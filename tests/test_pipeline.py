@@ -83,7 +83,7 @@ def device_long(request):
     return _device(request)
 
 
-#: For options only a simulator has (tx not always ready).
+#: Simulators only: options a board does not have (tx not always ready), and runs too long for its serial link.
 @pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow)])
 def simulator_long(request):
     return _simulator(request)
