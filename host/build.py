@@ -164,7 +164,7 @@ def build_board(board, *, out_dir=None, progress=None, seed=1, top=None, config=
                                 packages=("amaranth", "amaranth-boards")),
         "seconds": runner.seconds,
         "bitstream": bitstream.name,
-        "logs": {tool: name for tool, name in logs.items()},
+        "logs": logs,
     }
     with atomic_write(out_dir / "build.json", "w", encoding="utf-8") as file:
         file.write(json.dumps(result, indent=2) + "\n")

@@ -410,6 +410,8 @@ def _checked(convert, noun, holds, requirement):
 
 def _device_type(names):
     """An argparse type: one of ``names``, or ``serial:PORT`` (a board)."""
+    choices = ", ".join([*names, "serial:PORT for a board"]) if names else "serial:PORT, e.g. serial:/dev/ttyUSB1"
+
     def parse(text):
         from .serial_device import serial_port
         try:
@@ -417,19 +419,8 @@ def _device_type(names):
                 return text
         except DeviceError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
-        raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(names)}, or serial:PORT for a board")
+        raise argparse.ArgumentTypeError(f"{text!r}: choose {choices}")
     return parse
-
-
-def _serial_device(text):
-    """An argparse type: ``serial:PORT``."""
-    from .serial_device import serial_port
-    try:
-        if serial_port(text) is not None:
-            return text
-    except DeviceError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    raise argparse.ArgumentTypeError(f"{text!r}: a board's port as serial:PORT, e.g. serial:/dev/ttyUSB1")
 
 
 _percent = _checked(float, "a number", lambda value: value >= 0, "must not be negative")
@@ -543,7 +534,7 @@ def build_parser():
     board_simulate.set_defaults(run=cmd_board_simulate)
     board_latency = board_commands.add_parser(
         "latency", help="the pipeline's actionable latency of the board's last orders, from its own probes")
-    board_latency.add_argument("--device", required=True, type=_serial_device, help="serial:PORT")
+    board_latency.add_argument("--device", required=True, type=_device_type(()), help="serial:PORT")
     board_latency.add_argument("--config", default="examples/strategy.toml",
                                help="the strategy file the board runs (its book size gives the register map; "
                                     "%(default)s)")

@@ -235,11 +235,10 @@ class BoardSniper:
     def feed(self, frame: bytes, at_ns: int) -> None:
         from .sniper import CLOCK_HZ, SniperOrder
         self._anchors.append((self.board.inject(frame), at_ns))
-        stamps = [stamp for stamp, _ in self._anchors]
         for sent in self.board.collect():
             if sent.aborted:
                 continue
-            index = bisect.bisect_right(stamps, sent.cycle) - 1
+            index = bisect.bisect_right(self._anchors, sent.cycle, key=lambda anchor: anchor[0]) - 1
             if index < 0:
                 raise DeviceError(f"the board sent an order at cycle {sent.cycle}, before any frame was fed")
             stamp, time_ns = self._anchors[index]
