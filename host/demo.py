@@ -9,6 +9,7 @@ maker in the simulated exchange, with its report.
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,16 +41,34 @@ def _write_jsonl(path, records):
 
 
 class _Steps:
-    """Prints each step as it starts and how long it took."""
+    """Prints each step as it starts and how long it took; on a terminal, its running time meanwhile
+    (a simulator's build and run give no fraction done to show)."""
 
     def __init__(self):
         self._start = None
+        self._text = ""
+        self._ticking = None
 
     def start(self, text):
-        self._start = time.monotonic()
-        print(f"  {text} ...", end="", flush=True)
+        self._start, self._text = time.monotonic(), f"  {text} ..."
+        print(self._text, end="", flush=True)
+        if sys.stdout.isatty():
+            stop = threading.Event()
+            ticker = threading.Thread(target=self._tick, args=(stop,), daemon=True)
+            ticker.start()
+            self._ticking = (stop, ticker)
+
+    def _tick(self, stop):
+        while not stop.wait(1.0):
+            print(f"\r{self._text} {time.monotonic() - self._start:.0f} s", end="", flush=True)
 
     def done(self, text=""):
+        if self._ticking is not None:
+            stop, ticker = self._ticking
+            stop.set()
+            ticker.join()
+            self._ticking = None
+            print(f"\r{self._text}" + " " * 8 + f"\r{self._text}", end="")
         print(f" {text}({time.monotonic() - self._start:.1f} s)", flush=True)
 
 
