@@ -58,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
 from .moldudp64_rx import PacketEnd
-from .order_types import PRICE_WIDTH, SHARES_WIDTH, Quote, Side, Stamp, book_tops
+from .order_types import PRICE_WIDTH, SHARES_WIDTH, Quote, Side, SideDepth, Stamp, book_depths, book_tops
 from .stream import rx_stream
 
 __all__ = ["OrderBook", "SideLevels", "BookEvents", "LevelRequest", "order_entry", "order_index",
@@ -102,12 +102,15 @@ class LevelRequest(data.Struct):
     shares : 32 bits
     leaves : 1 bit
         A take: the order leaves its level (its ``orders`` goes down by one).
+    order_ref : 64 bits
+        The order added, or taken off: it joins or leaves its level's ``refs``.
     """
     valid: 1
     add: 1
     price: PRICE_WIDTH
     shares: SHARES_WIDTH
     leaves: 1
+    order_ref: 64
 
 
 class _BookOp(enum.Enum, shape=3):
@@ -178,9 +181,10 @@ _BEYOND_TESTED = (-1, 0, 1)
 class SideLevels(wiring.Component):
     """The known price levels of one side of one instrument, and its best level as a ``Quote``.
 
-    Keeps ``levels`` levels (price, shares, orders) best first, ``count`` of
-    them known, and ``beyond`` (orders worse than the last known level), by
-    the rules of docs/pipeline.md "Price levels and the best bid and offer".
+    Keeps ``levels`` levels (price, shares, orders, and ``refs``, the XOR of
+    their orders' references) best first, ``count`` of them known, and
+    ``beyond`` (orders worse than the last known level), by the rules of
+    docs/pipeline.md "Price levels and the best bid and offer".
 
     Takes a request in every cycle, each in three steps (``LEVELS_LATENCY``):
 
@@ -206,6 +210,9 @@ class SideLevels(wiring.Component):
     quote : Out(Quote)
         Registered: valid when a level is known (level 0's price and shares,
         else 0), unknown when none is but ``beyond`` is not 0.
+    depth : Out(SideDepth)
+        Registered with ``quote``: level 0's ``refs`` and whether it holds one
+        order, and level 1 as the quote the side shows without level 0.
     mismatch : Out(1)
         In step 2 of a take: its price is in no known level and ``beyond``
         is 0 (the book disagrees with the order table).
@@ -220,6 +227,7 @@ class SideLevels(wiring.Component):
             "request": In(LevelRequest),
             "show": In(1),
             "quote": Out(Quote),
+            "depth": Out(SideDepth),
             "mismatch": Out(1),
         })
 
@@ -233,6 +241,7 @@ class SideLevels(wiring.Component):
         price = Signal(data.ArrayLayout(PRICE_WIDTH, n))
         shares = Signal(data.ArrayLayout(SHARES_WIDTH, n))
         orders = Signal(data.ArrayLayout(ORDERS_WIDTH, n))
+        refs = Signal(data.ArrayLayout(64, n))
         count = Signal(range(n + 1))
         beyond = Signal(BEYOND_WIDTH)
 
@@ -242,6 +251,7 @@ class SideLevels(wiring.Component):
         update = Signal(data.StructLayout({
             "insert_here": n, "shift_down": n, "shift_up": n, "modify": n,
             "add": 1, "leaves": 1, "price": PRICE_WIDTH, "shares_delta": SHARES_WIDTH,
+            "refs_delta": 64,  # the order that joins or leaves its level (0 for a partial take)
             "count_up": 1, "count_down": 1,
             "push_out": 1,     # the last level is pushed out: its orders go to beyond
             "beyond_up": 1,    # an order goes to beyond
@@ -268,9 +278,11 @@ class SideLevels(wiring.Component):
         next_price = Signal.like(price)
         next_shares = Signal.like(shares)
         next_orders = Signal.like(orders)
+        next_refs = Signal.like(refs)
         apply(next_price, price, update.price, lambda level: level)
         apply(next_shares, shares, update.shares_delta, lambda level: level + update.shares_delta)
         apply(next_orders, orders, 1, lambda level: level + orders_delta)
+        apply(next_refs, refs, update.refs_delta, lambda level: level ^ update.refs_delta)
         next_count = Signal.like(count)
         next_beyond = Signal.like(beyond)
         beyond_delta = Mux(update.beyond_up, 1, Mux(update.beyond_down, (1 << BEYOND_WIDTH) - 1, 0))
@@ -278,15 +290,22 @@ class SideLevels(wiring.Component):
             next_count.eq(count + update.count_up - update.count_down),
             next_beyond.eq(beyond + Mux(update.push_out, orders[n - 1], beyond_delta)),
         ]
-        m.d.sync += [price.eq(next_price), shares.eq(next_shares), orders.eq(next_orders),
+        m.d.sync += [price.eq(next_price), shares.eq(next_shares), orders.eq(next_orders), refs.eq(next_refs),
                      count.eq(next_count), beyond.eq(next_beyond)]
+        # (levels past ``count`` are all zero: a level that empties is shifted over)
         with m.If(self.show):
             m.d.sync += [
                 self.quote.valid.eq(next_count != 0),
                 self.quote.unknown.eq((next_count == 0) & (next_beyond != 0)),
                 self.quote.price.eq(next_price[0]),
                 self.quote.shares.eq(next_shares[0]),
+                self.depth.alone.eq(next_orders[0] == 1),
+                self.depth.best_refs.eq(next_refs[0]),
+                self.depth.next.valid.eq(next_count >= 2),
+                self.depth.next.unknown.eq((next_count < 2) & (next_beyond != 0)),
             ]
+            if n >= 2:
+                m.d.sync += [self.depth.next.price.eq(next_price[1]), self.depth.next.shares.eq(next_shares[1])]
 
         # --- step 1: compare with the state after the update in flight ---
         # The prices are compared with next_price (a multiplexer, then the carry chain); orders
@@ -390,6 +409,7 @@ class SideLevels(wiring.Component):
         m.d.comb += [
             decided.add.eq(staged.add), decided.leaves.eq(staged.leaves), decided.price.eq(staged.price),
             decided.shares_delta.eq(Mux(staged.add, staged.shares, -staged.shares)),
+            decided.refs_delta.eq(Mux(staged.add | staged.leaves, staged.order_ref, 0)),
         ]
         m.d.sync += update.eq(decided)
         return m
@@ -417,6 +437,8 @@ class OrderBook(wiring.Component):
         Strobe, a bit per slot: clear its unreliable flag.
     tops : Out(book_tops(slots))
         Registered: best bid and ask and the unreliable flag of each slot.
+    depths : Out(book_depths(slots))
+        Registered with ``tops``: each side's ``SideDepth`` (for the fast path).
     tops_stamp : Out(Stamp)
         The stamp of the last message whose effect ``tops`` shows.
     events : Out(BookEvents)
@@ -433,6 +455,7 @@ class OrderBook(wiring.Component):
             "locates": In(data.ArrayLayout(16, slots)),
             "clear": In(slots),
             "tops": Out(book_tops(slots)),
+            "depths": Out(book_depths(slots)),
             "tops_stamp": Out(Stamp),
             "events": Out(BookEvents),
         })
@@ -566,7 +589,8 @@ class OrderBook(wiring.Component):
         collision = Signal()
         unknown_ref = Signal()
         # The add half of a replace whose original hit and whose new bucket is free, for cycle 3.
-        replace_add = Signal(data.StructLayout({"valid": 1, "slot": range(slots), "side": Side, "shares": SHARES_WIDTH}))
+        replace_add = Signal(data.StructLayout({"valid": 1, "slot": range(slots), "side": Side, "shares": SHARES_WIDTH,
+                                                "order_ref": 64}))
         m.d.sync += [replace_add.eq(0), pending_write.eq(0)]
         # The price of the request goes to every comparator of every side: chosen between registers
         # by a register (the order's, or the message's price for an add: a replace's add comes in
@@ -583,6 +607,7 @@ class OrderBook(wiring.Component):
 
         with m.If(replace_add.valid):
             m.d.comb += [request.valid.eq(1), request.add.eq(1), request.shares.eq(replace_add.shares),
+                         request.order_ref.eq(replace_add.order_ref),
                          request_slot.eq(replace_add.slot), request_side.eq(replace_add.side)]
         with m.If(pending_write.en):
             m.d.comb += next_write.eq(pending_write)
@@ -590,7 +615,8 @@ class OrderBook(wiring.Component):
             m.d.comb += [
                 collision.eq(entry.used),
                 request.valid.eq(~entry.used), request.add.eq(1),
-                request.shares.eq(s2.shares), request_slot.eq(s2.slot), request_side.eq(s2.side),
+                request.shares.eq(s2.shares), request.order_ref.eq(s2.order_ref),
+                request_slot.eq(s2.slot), request_side.eq(s2.side),
                 next_write.en.eq(~entry.used), next_write.addr.eq(s2.index),
                 *write_order(next_write, s2.slot, s2.side, s2.order_ref, s2.price, s2.shares),
             ]
@@ -598,7 +624,7 @@ class OrderBook(wiring.Component):
             m.d.comb += [
                 unknown_ref.eq(~hit),
                 request.valid.eq(hit), request.add.eq(0),
-                request.shares.eq(taken), request.leaves.eq(leaves),
+                request.shares.eq(taken), request.leaves.eq(leaves), request.order_ref.eq(s2.order_ref),
                 request_slot.eq(s2.slot), request_side.eq(entry.side),
                 next_write.en.eq(hit), next_write.addr.eq(s2.index),
                 next_write.data.eq(entry), next_write.data.used.eq(~leaves),
@@ -610,6 +636,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += collision.eq(~new_free)
                 m.d.sync += [
                     replace_add.valid.eq(new_free), replace_add.shares.eq(s2.shares),
+                    replace_add.order_ref.eq(s2.new_order_ref),
                     replace_add.slot.eq(s2.slot), replace_add.side.eq(entry.side),
                     pending_write.en.eq(new_free), pending_write.addr.eq(s2.new_index),
                     *write_order(pending_write, s2.slot, entry.side, s2.new_order_ref, s2.price, s2.shares),
@@ -689,5 +716,7 @@ class OrderBook(wiring.Component):
                 self.tops[i].bid.eq(sides[i][Side.BID.value].quote),
                 self.tops[i].ask.eq(sides[i][Side.ASK.value].quote),
                 self.tops[i].unreliable.eq(unreliable[i]),
+                self.depths[i].bid.eq(sides[i][Side.BID.value].depth),
+                self.depths[i].ask.eq(sides[i][Side.ASK.value].depth),
             ]
         return m

@@ -7,7 +7,7 @@ a strategy can be swapped without touching its neighbours.
 
 from amaranth.lib import data, enum
 
-__all__ = ["Side", "Quote", "InstrumentTop", "book_tops", "Stamp", "OrderRequest", "RejectReason",
+__all__ = ["Side", "Quote", "InstrumentTop", "book_tops", "SideDepth", "InstrumentDepth", "book_depths", "Stamp", "OrderRequest", "RejectReason",
            "PRICE_WIDTH", "SHARES_WIDTH", "STAMP_WIDTH", "PACKET_INDEX_WIDTH"]
 
 PRICE_WIDTH = 32
@@ -63,6 +63,41 @@ class InstrumentTop(data.Struct):
 def book_tops(slots):
     """The layout of every tracked instrument's top of book, indexed by slot."""
     return data.ArrayLayout(InstrumentTop, slots)
+
+
+class SideDepth(data.Struct):
+    """Beneath the best level of one side: what a removal of its only order would leave.
+
+    The fast path (``hdl/fast_trigger.py``) reads it to judge a delete or a
+    replace without the order table: a best level of one order names that
+    order, so a message of that reference empties the level, and ``next``
+    becomes the side's quote.
+
+    Interface attributes
+    --------------------
+    alone : 1 bit
+        The best level is known and holds one order.
+    best_refs : 64 bits
+        The XOR of the best level's order references (its order's reference
+        when ``alone``); 0 when no level is known.
+    next : Quote
+        The quote the side would show without its best level: the second
+        level, or none (``unknown`` if orders are beyond the known levels).
+    """
+    alone: 1
+    best_refs: 64
+    next: Quote
+
+
+class InstrumentDepth(data.Struct):
+    """``SideDepth`` of both sides of one tracked instrument."""
+    bid: SideDepth
+    ask: SideDepth
+
+
+def book_depths(slots):
+    """The layout of every tracked instrument's ``InstrumentDepth``, indexed by slot."""
+    return data.ArrayLayout(InstrumentDepth, slots)
 
 
 class Stamp(data.Struct):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .order_types import InstrumentTop, Quote, Side
+from .order_types import InstrumentDepth, InstrumentTop, Quote, Side, SideDepth
 
 __all__ = ["order_index", "BookModel", "BOOK_TYPES", "BOOK_COUNTERS"]
 
@@ -72,6 +72,7 @@ class _Level:
     price: int
     shares: int
     orders: int
+    refs: int  # XOR of its orders' references: a level of one order names it
 
 
 @dataclass
@@ -87,6 +88,15 @@ class _SideBook:
         if self.levels:
             return Quote(valid=True, unknown=False, price=self.levels[0].price, shares=self.levels[0].shares)
         return Quote(valid=False, unknown=self.beyond > 0)
+
+    def depth(self) -> SideDepth:
+        """The best level's references, and the quote the side shows once the best level is gone."""
+        if len(self.levels) >= 2:
+            after = Quote(valid=True, unknown=False, price=self.levels[1].price, shares=self.levels[1].shares)
+        else:
+            after = Quote(valid=False, unknown=self.beyond > 0)
+        best = self.levels[0] if self.levels else None
+        return SideDepth(alone=best is not None and best.orders == 1, best_refs=best.refs if best else 0, next=after)
 
 
 class BookModel:
@@ -141,7 +151,7 @@ class BookModel:
         leaves = entry.shares == 0 or type_ in "DU"
         if leaves:
             del self.table[index]
-        self._take(slot, entry.side, entry.price, taken, int(leaves))
+        self._take(slot, entry.side, entry.price, taken, ref if leaves else None)
         if type_ == "U":
             self._add(slot, record["new_order_ref"], entry.side, record["price"], record["shares"])
 
@@ -165,6 +175,10 @@ class BookModel:
     def tops(self) -> list[InstrumentTop]:
         return [InstrumentTop(bid=book[Side.BID].quote(), ask=book[Side.ASK].quote(), unreliable=self.unreliable[slot])
                 for slot, book in enumerate(self.books)]
+
+    def depths(self) -> list[InstrumentDepth]:
+        """Per slot, what is beneath each side's best level (the fast path's view of a removal)."""
+        return [InstrumentDepth(bid=book[Side.BID].depth(), ask=book[Side.ASK].depth()) for book in self.books]
 
     def slot_of(self, locate: int) -> int | None:
         """The slot a message of ``locate`` belongs to (the lowest matching one), or None."""
@@ -198,25 +212,28 @@ class BookModel:
             if level.price == price:
                 level.shares = (level.shares + shares) & _SHARES_MASK
                 level.orders = (level.orders + 1) & _ORDERS_MASK
+                level.refs ^= ref
                 return
         position = next((j for j, level in enumerate(book.levels) if book.better(side, price, level.price)), None)
         if position is not None:
-            book.levels.insert(position, _Level(price, shares, 1))
+            book.levels.insert(position, _Level(price, shares, 1, ref))
             if len(book.levels) > self.levels:
                 pushed = book.levels.pop()
                 book.beyond = (book.beyond + pushed.orders) & _BEYOND_MASK
         elif len(book.levels) < self.levels and book.beyond == 0:
-            book.levels.append(_Level(price, shares, 1))
+            book.levels.append(_Level(price, shares, 1, ref))
         else:
             book.beyond = (book.beyond + 1) & _BEYOND_MASK
 
-    def _take(self, slot: int, side: Side, price: int, shares: int, orders: int) -> None:
-        """Take ``shares`` and ``orders`` (0 or 1) off the level of ``price``."""
+    def _take(self, slot: int, side: Side, price: int, shares: int, leaving: int | None) -> None:
+        """Take ``shares`` off the level of ``price``, and the order ``leaving`` (a reference) if not None."""
+        orders = int(leaving is not None)
         book = self.books[slot][side]
         for j, level in enumerate(book.levels):
             if level.price == price:
                 level.shares = (level.shares - shares) & _SHARES_MASK
                 level.orders = (level.orders - orders) & _ORDERS_MASK
+                level.refs ^= leaving or 0
                 if level.orders == 0:
                     del book.levels[j]
                 return

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from ..hdl.order_types import RejectReason, Side
 
-__all__ = ["Side", "RejectReason", "Quote", "InstrumentTop", "OrderRequest", "side_code"]
+__all__ = ["Side", "RejectReason", "Quote", "InstrumentTop", "SideDepth", "InstrumentDepth", "OrderRequest",
+           "side_code"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,21 @@ class InstrumentTop:
     bid: Quote = Quote()
     ask: Quote = Quote()
     unreliable: bool = False
+
+
+@dataclass(frozen=True)
+class SideDepth:
+    """Beneath the best level of one side (``hdl.order_types.SideDepth``)."""
+    alone: bool = False
+    best_refs: int = 0
+    next: Quote = Quote()
+
+
+@dataclass(frozen=True)
+class InstrumentDepth:
+    """Both sides' ``SideDepth`` of one tracked instrument (``hdl.order_types.InstrumentDepth``)."""
+    bid: SideDepth = SideDepth()
+    ask: SideDepth = SideDepth()
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The model tests work each rule of the doc's tables through by hand (the
 expected levels, flags and counters are written out, not computed). The
 gateware tests drive ItchMessage values straight into OrderBook in the
 Amaranth simulator, cycle by cycle, with packet ends, host clears and
-stamps, and compare every cycle's ``tops``, ``tops_stamp`` and ``events``
-with the model: an input of cycle ``t`` shows in cycle ``t + BOOK_LATENCY``
+stamps, and compare every cycle's ``tops``, ``depths``, ``tops_stamp`` and
+``events`` with the model: an input of cycle ``t`` shows in cycle ``t + BOOK_LATENCY``
 (``REPLACE_LATENCY`` for a replace of a tracked instrument); inputs are
 given to the model in input order (per cycle: clear, packet end, message),
 and the gateware must show, in every cycle, the model's state after the
@@ -34,12 +34,14 @@ from stage_harness import layout_fields, pack_fields
 from tick2trade.hdl.itch_decode import ItchMessage
 from tick2trade.hdl.order_book import (BOOK_LATENCY, LEVELS_LATENCY, REPLACE_LATENCY, BookEvents, LevelRequest,
                                         OrderBook, SideLevels)
+from tick2trade.hdl.order_types import InstrumentDepth as InstrumentDepthLayout
 from tick2trade.hdl.order_types import InstrumentTop as InstrumentTopLayout
 from tick2trade.hdl.order_types import Quote as QuoteLayout
+from tick2trade.hdl.order_types import SideDepth as SideDepthLayout
 from tick2trade.hdl.order_types import Stamp
 from tick2trade.host.book_model import BOOK_COUNTERS, BookModel, order_index
 from tick2trade.host.feed import FeedConfig, generate_feed
-from tick2trade.host.order_types import InstrumentTop, Quote, Side
+from tick2trade.host.order_types import InstrumentDepth, InstrumentTop, Quote, Side, SideDepth
 from tick2trade.host.rx_model import RxModel
 
 # --- records ------------------------------------------------------------------------
@@ -385,7 +387,7 @@ def schedule(records_by_packet, locates, rng, *, bad=0.1, clears=0.02, packet_en
 
 
 def expected_per_cycle(stimulus, slots, capacity, levels, total_cycles):
-    """Per cycle: the model's tops, the stamp, and the event counts that show then."""
+    """Per cycle: the model's tops and depths, the stamp, and the event counts that show then."""
     book = BookModel(slots=slots, capacity=capacity, levels=levels, locates=stimulus.locates)
     shows = {}   # cycle -> list of inputs showing then, in input order
     for t, cycle in enumerate(stimulus.cycles):
@@ -412,7 +414,7 @@ def expected_per_cycle(stimulus, slots, capacity, levels, total_cycles):
                 stamp = what.stamp
         events = {name: book.counters[name] - before[name] for name in BOOK_COUNTERS}
         assert all(v <= 1 for v in events.values()), f"stimulus makes two events of a kind in cycle {c}"
-        expected.append((book.tops(), stamp, events))
+        expected.append(((book.tops(), book.depths()), stamp, events))
         for slot in range(slots):
             for side in Side:
                 known, beyond = book.side_levels(slot, side)
@@ -423,24 +425,44 @@ def expected_per_cycle(stimulus, slots, capacity, levels, total_cycles):
     return expected, book
 
 
+def gateware_quote(value):
+    fields = layout_fields(QuoteLayout, value)
+    return Quote(valid=bool(fields["valid"]), unknown=bool(fields["unknown"]), price=fields["price"],
+                 shares=fields["shares"])
+
+
 def gateware_tops(value, slots):
     """The InstrumentTop dataclasses of a ``book_tops(slots)`` value."""
     size = data.Layout.cast(InstrumentTopLayout).size
     tops = []
     for slot in range(slots):
         top = layout_fields(InstrumentTopLayout, value >> (slot * size))
-        bid, ask = (layout_fields(QuoteLayout, top[side]) for side in ("bid", "ask"))
-        tops.append(InstrumentTop(
-            bid=Quote(valid=bool(bid["valid"]), unknown=bool(bid["unknown"]), price=bid["price"], shares=bid["shares"]),
-            ask=Quote(valid=bool(ask["valid"]), unknown=bool(ask["unknown"]), price=ask["price"], shares=ask["shares"]),
-            unreliable=bool(top["unreliable"])))
+        tops.append(InstrumentTop(bid=gateware_quote(top["bid"]), ask=gateware_quote(top["ask"]),
+                                  unreliable=bool(top["unreliable"])))
     return tops
 
 
+def gateware_depths(value, slots):
+    """The InstrumentDepth dataclasses of a ``book_depths(slots)`` value."""
+    size = data.Layout.cast(InstrumentDepthLayout).size
+
+    def side_depth(side_value):
+        fields = layout_fields(SideDepthLayout, side_value)
+        return SideDepth(alone=bool(fields["alone"]), best_refs=fields["best_refs"],
+                         next=gateware_quote(fields["next"]))
+
+    depths = []
+    for slot in range(slots):
+        depth = layout_fields(InstrumentDepthLayout, value >> (slot * size))
+        depths.append(InstrumentDepth(bid=side_depth(depth["bid"]), ask=side_depth(depth["ask"])))
+    return depths
+
+
 def simulate(stimulus, *, slots, capacity, levels, drain=8):
-    """Run OrderBook over ``stimulus``; per cycle its tops, tops_stamp and events."""
+    """Run OrderBook over ``stimulus``; per cycle its tops and depths, tops_stamp and events."""
     dut = OrderBook(slots=slots, capacity=capacity, levels=levels)
-    tops, stamp, events = Value.cast(dut.tops), Value.cast(dut.tops_stamp), Value.cast(dut.events)
+    tops, depths = Value.cast(dut.tops), Value.cast(dut.depths)
+    stamp, events = Value.cast(dut.tops_stamp), Value.cast(dut.events)
     message = Value.cast(dut.messages.p)
     stamp_layout = data.Layout.cast(Stamp)
     samples = []
@@ -457,7 +479,8 @@ def simulate(stimulus, *, slots, capacity, levels, drain=8):
             ctx.set(dut.packet_end.p.bad, bool(cycle.packet_end))
             ctx.set(dut.clear, cycle.clear)
             stamp_fields = layout_fields(stamp_layout, ctx.get(stamp))
-            samples.append((ctx.get(tops), (stamp_fields["cycle"], stamp_fields["packet"]), ctx.get(events)))
+            samples.append(((ctx.get(tops), ctx.get(depths)), (stamp_fields["cycle"], stamp_fields["packet"]),
+                            ctx.get(events)))
             await ctx.tick()
 
     simulator = Simulator(dut)
@@ -471,11 +494,15 @@ def check(stimulus, *, slots=2, capacity=4096, levels=4):
     samples = simulate(stimulus, slots=slots, capacity=capacity, levels=levels)
     expected, book = expected_per_cycle(stimulus, slots, capacity, levels, len(samples))
     problems = []
-    for c, ((tops_value, stamp, events_value), (tops, want_stamp, want_events)) in enumerate(zip(samples, expected)):
+    for c, (((tops_value, depths_value), stamp, events_value), ((tops, depths), want_stamp, want_events)) \
+            in enumerate(zip(samples, expected)):
         got_tops = gateware_tops(tops_value, slots)
+        got_depths = gateware_depths(depths_value, slots)
         got_events = layout_fields(BookEvents, events_value)
         if got_tops != tops:
             problems.append(f"cycle {c}: tops {got_tops} != model {tops}")
+        if got_depths != depths:
+            problems.append(f"cycle {c}: depths {got_depths} != model {depths}")
         if stamp != want_stamp:
             problems.append(f"cycle {c}: tops_stamp {stamp} != {want_stamp}")
         if got_events != want_events:
