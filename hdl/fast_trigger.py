@@ -42,7 +42,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
-from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, Side, Stamp, book_tops
+from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth, Stamp, book_depths, book_tops
 from .risk_gate import ForecastOrder
 from .stream import rx_stream
 from .trigger import StrategyKind, _check_slots, _slot_shape
@@ -54,7 +54,6 @@ FAST_LATENCY = 1
 #: Cycles ``tops`` and the registers must hold still before a message is judged on them.
 FAST_SETTLE_CYCLES = 2
 
-_ADD_TYPES = (ord("A"), ord("F"))
 #: Wide enough for 2 (price + limit + 1) - price with 32-bit operands, signed.
 _THRESHOLD = signed(PRICE_WIDTH + 3)
 
@@ -83,6 +82,8 @@ class FastTrigger(wiring.Component):
         Stamp of the message at ``messages``.
     tops : In(book_tops(slots))
         The book's registered tops.
+    depths : In(book_depths(slots))
+        What is beneath them (the book's ``depths``).
     locates : In(ArrayLayout(16, slots))
         Each slot's stock locate.
     strategy, lead_slot, target_slot, edge, order_size : In
@@ -110,6 +111,7 @@ class FastTrigger(wiring.Component):
             "messages": In(rx_stream(ItchMessage)),
             "stamp": In(Stamp),
             "tops": In(book_tops(slots)),
+            "depths": In(book_depths(slots)),
             "locates": In(data.ArrayLayout(16, slots)),
             "strategy": In(StrategyKind),
             "lead_slot": In(slot),
@@ -158,76 +160,140 @@ class FastTrigger(wiring.Component):
                          quotes[side].formable.eq(quote.valid & ~target.unreliable)]
         snipe = self.strategy == StrategyKind.SNIPE
         lead_known = {side: Signal(name=f"lead_{side.name.lower()}_known") for side in Side}
-        for side, own, other in ((Side.BID, lead.bid, lead.ask), (Side.ASK, lead.ask, lead.bid)):
+        # Per side of the lead: a removal of its best level's only order can fire (the other side
+        # known, the lead reliable, the snipe active), and what the side shows after it.
+        lead_removable = {side: Signal(name=f"lead_{side.name.lower()}_removable") for side in Side}
+        lead_depth = {side: Signal(SideDepth, name=f"lead_{side.name.lower()}_depth") for side in Side}
+        # The lead's sum with the side's next level in place of its best (for a removal).
+        next_sum = {side: Signal(PRICE_WIDTH + 1, name=f"{side.name.lower()}_next_sum") for side in Side}
+        depth = self.depths[self.lead_slot]
+        for side, own, other, own_depth in ((Side.BID, lead.bid, lead.ask, depth.bid),
+                                            (Side.ASK, lead.ask, lead.bid, depth.ask)):
             m.d.sync += [lead_ready[side].eq(snipe & ~lead.unreliable & other.valid & (own.valid | ~own.unknown)),
-                         lead_known[side].eq(own.valid)]
+                         lead_removable[side].eq(snipe & ~lead.unreliable & other.valid),
+                         lead_known[side].eq(own.valid),
+                         lead_depth[side].eq(own_depth),
+                         next_sum[side].eq(own_depth.next.price + other.price)]
 
         # Second cycle: each side's candidate order and the thresholds of the lead price. On the
-        # lead's sum S after the add: a buy fires from 2 (ask + edge + 1) on and fails the collar
+        # lead's sum S after the move: a buy fires from 2 (ask + edge + 1) on and fails the collar
         # from 2 (ask + collar + 1) on; a sell fires below 2 (bid - edge) and fails the collar at
-        # 2 (bid - collar) - 1 and below. An add at p on one side makes S = p + the other side's
-        # price, so each limit less that price is a threshold for p, for an add on either side.
+        # 2 (bid - collar) - 1 and below. A new price p on one side makes S = p + the other side's
+        # price, so each limit less that price is a threshold for p, for either side moved. A
+        # removal's new price, the side's next level, is known already: its sum is compared with
+        # the limits here.
         candidates = {side: Signal(_Candidate, name=f"{side.name.lower()}_candidate") for side in Side}
         limits = {
             Side.BID: (2 * (quotes[Side.BID].price + edge + 1), 2 * (quotes[Side.BID].price + collar + 1)),
             Side.ASK: (2 * (quotes[Side.ASK].price - edge), 2 * (quotes[Side.ASK].price - collar) - 1),
         }
-        other_price = {Side.BID: lead_ask, Side.ASK: lead_bid}  # for an add on each side of the lead
-        thresholds = {}  # (side added to, candidate) -> (fires from, collar from)
+
+        def on_sum(side, total):
+            """Whether ``side``'s candidate fires, and passes the collar, on the lead's sum ``total``."""
+            fires_limit, collar_limit = limits[side]
+            if side is Side.BID:
+                return fires_limit <= total, total < collar_limit
+            return fires_limit > total, total > collar_limit
+
+        other_price = {Side.BID: lead_ask, Side.ASK: lead_bid}  # for a move of each side of the lead
+        thresholds = {}  # (side moved, candidate) -> (fires from, collar from)
+        # (side moved, candidate) -> the candidate fires / passes the collar with the side's next level
+        next_fires, next_collar_ok = {}, {}
         for side, candidate in candidates.items():
             quote = quotes[side]
             fires_limit, collar_limit = limits[side]
-            holds = fires_limit <= lead_sum if side is Side.BID else fires_limit > lead_sum
             m.d.comb += [self.forecast_orders[side.value].price.eq(candidate.price),
                          self.forecast_orders[side.value].shares.eq(candidate.shares)]
             m.d.sync += [
                 candidate.price.eq(quote.price),
                 candidate.shares.eq(Mux(quote.shares < order_size, quote.shares, order_size)),
                 candidate.formable.eq(quote.formable),
-                candidate.holds.eq(fair_valid & holds),
+                candidate.holds.eq(fair_valid & on_sum(side, lead_sum)[0]),
             ]
-            for added in Side:
-                pair = (Signal(_THRESHOLD, name=f"{added.name.lower()}_add_{side.name.lower()}_fires_from"),
-                        Signal(_THRESHOLD, name=f"{added.name.lower()}_add_{side.name.lower()}_collar_from"))
-                m.d.sync += [pair[0].eq(fires_limit - other_price[added]),
-                             pair[1].eq(collar_limit - other_price[added])]
-                thresholds[added, side] = pair
+            for moved in Side:
+                pair = (Signal(_THRESHOLD, name=f"{moved.name.lower()}_move_{side.name.lower()}_fires_from"),
+                        Signal(_THRESHOLD, name=f"{moved.name.lower()}_move_{side.name.lower()}_collar_from"))
+                m.d.sync += [pair[0].eq(fires_limit - other_price[moved]),
+                             pair[1].eq(collar_limit - other_price[moved])]
+                thresholds[moved, side] = pair
+                flags = (Signal(name=f"{moved.name.lower()}_next_{side.name.lower()}_fires"),
+                         Signal(name=f"{moved.name.lower()}_next_{side.name.lower()}_collar_ok"))
+                m.d.sync += [flag.eq(value) for flag, value in zip(flags, on_sum(side, next_sum[moved]))]
+                next_fires[moved, side], next_collar_ok[moved, side] = flags
         # The lead state of the candidates, registered along with them.
         ready = {side: Signal(name=f"{side.name.lower()}_ready") for side in Side}
+        removable = {side: Signal(name=f"{side.name.lower()}_removable") for side in Side}
         known = {side: Signal(name=f"{side.name.lower()}_known") for side in Side}
+        held_depth = {side: Signal(SideDepth, name=f"{side.name.lower()}_held_depth") for side in Side}
+        held_next_sum = {side: Signal.like(next_sum[side], name=f"{side.name.lower()}_held_next_sum") for side in Side}
         held_bid = Signal.like(lead_bid)
         held_ask = Signal.like(lead_ask)
         held_locate = Signal.like(lead_locate)
         held_slot = Signal.like(target_slot)
         m.d.sync += [*(ready[side].eq(lead_ready[side]) for side in Side),
-                     *(known[side].eq(lead_known[side]) for side in Side), held_bid.eq(lead_bid),
-                     held_ask.eq(lead_ask), held_locate.eq(lead_locate), held_slot.eq(target_slot)]
+                     *(removable[side].eq(lead_removable[side]) for side in Side),
+                     *(known[side].eq(lead_known[side]) for side in Side),
+                     *(held_depth[side].eq(lead_depth[side]) for side in Side),
+                     *(held_next_sum[side].eq(next_sum[side]) for side in Side),
+                     held_bid.eq(lead_bid), held_ask.eq(lead_ask), held_locate.eq(lead_locate),
+                     held_slot.eq(target_slot)]
+        held_price = {Side.BID: held_bid, Side.ASK: held_ask}
+        held_other = {Side.BID: held_ask, Side.ASK: held_bid}
 
-        # The message: a lead A or F, compared with the thresholds of its side. Its fields are taken
-        # from the A view of the body (an F's are at the same places), not from the decoded ones,
-        # which pass through a multiplexer by type; each compare is made for an add on either side,
-        # and the side picks the results.
+        # The message, a lead A, F, D or U, and the side of the lead it moves: an add's own side;
+        # for a delete or a replace, the side whose best level is that one order alone. Its fields
+        # are taken from the views of the body (an F's at an A's places, a D's reference at a U's
+        # original one), not from the decoded ones, which pass through a multiplexer by type.
         message = self.messages.p
-        price = message.fields.A.price
-        ask_side = message.fields.A.side == ord("S")
-        # The add changes the lead's price on its side: a better one, or the first.
-        improves = Mux(ask_side, ~known[Side.ASK] | (price < held_ask), ~known[Side.BID] | (price > held_bid))
-        lead_add = (self.messages.valid & self.quiet & ~message.gap & improves
-                    & Mux(ask_side, ready[Side.ASK], ready[Side.BID])
-                    & ((message.type == _ADD_TYPES[0]) | (message.type == _ADD_TYPES[1]))
-                    & (message.locate == held_locate) & (held_locate != 0))
+        order_ref = message.fields.D.order_ref
+        removes = {side: held_depth[side].alone & (order_ref == held_depth[side].best_refs) for side in Side}
+        is_add = (message.type == ord("A")) | (message.type == ord("F"))
+        is_delete = message.type == ord("D")
+        is_replace = message.type == ord("U")
+        price = Mux(is_replace, message.fields.U.price, message.fields.A.price)  # the moved side's new order
+        ask_side = Mux(is_add, message.fields.A.side == ord("S"), removes[Side.ASK])
+        # Per side moved: the message moves that side's best price, and the candidates can be judged.
+        moves = {}
+        for side in Side:
+            better = price > held_price[side] if side is Side.BID else price < held_price[side]
+            next_level = held_depth[side].next
+            moves[side] = Mux(is_add, ready[side] & (~known[side] | better),
+                              removes[side] & removable[side]
+                              & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
+        lead_move = (self.messages.valid & self.quiet & ~message.gap & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
+                     & (message.locate == held_locate) & (held_locate != 0))
+        # A replace's new best is the better of its price and the next level (if any); the lead's sum
+        # follows. A condition on S that holds for larger S holds on the better of two prices if it
+        # holds on either for the bid (the larger), on both for the ask (the smaller); the other way
+        # round for a condition that holds for smaller S.
+        takes_price = {}
+        for side in Side:
+            next_level = held_depth[side].next
+            beats_next = price > next_level.price if side is Side.BID else price < next_level.price
+            takes_price[side] = is_add | (is_replace & (~next_level.valid | beats_next))
+
+        def moved_to(moved, on_price, on_next, larger):
+            """A condition on the sum after the move of ``moved``: ``larger`` if it holds for larger sums."""
+            next_valid = held_depth[moved].next.valid
+            either = (moved is Side.BID) == larger
+            on_replace = on_price | (next_valid & on_next) if either else on_price & (~next_valid | on_next)
+            return Mux(is_add, on_price, Mux(is_delete, on_next, on_replace))
+
         fire = {}
         for side, candidate in candidates.items():
-            passes = {}  # by the side added to: the condition fires and the collar passes
-            for added in Side:
-                fires_from, collar_from = thresholds[added, side]
-                if side is Side.BID:
-                    passes[added] = (price >= fires_from) & (price < collar_from)
-                else:
-                    passes[added] = (price < fires_from) & (price > collar_from)
-            fire[side] = (lead_add & Mux(ask_side, passes[Side.ASK], passes[Side.BID]) & ~candidate.holds
+            passes = {}  # by the side moved: the condition fires and the collar passes
+            for moved in Side:
+                fires_from, collar_from = thresholds[moved, side]
+                nexts = next_fires[moved, side], next_collar_ok[moved, side]
+                if side is Side.BID:  # fires for larger sums, passes the collar for smaller
+                    passes[moved] = (moved_to(moved, price >= fires_from, nexts[0], larger=True)
+                                     & moved_to(moved, price < collar_from, nexts[1], larger=False))
+                else:                 # fires for smaller sums, passes the collar for larger
+                    passes[moved] = (moved_to(moved, price < fires_from, nexts[0], larger=False)
+                                     & moved_to(moved, price > collar_from, nexts[1], larger=True))
+            fire[side] = (lead_move & Mux(ask_side, passes[Side.ASK], passes[Side.BID]) & ~candidate.holds
                           & candidate.formable & self.risk_ok[side.value])
-        new_sum = Mux(ask_side, held_bid + price, price + held_ask)
+        new_sum = {side: Mux(takes_price[side], price + held_other[side], held_next_sum[side]) for side in Side}
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         request = self.fast.p
         m.d.sync += self.fast.valid.eq(fire[Side.BID] | fire[Side.ASK])
@@ -237,7 +303,7 @@ class FastTrigger(wiring.Component):
                 request.side.eq(Mux(fire[Side.BID], Side.BID, Side.ASK)),
                 request.price.eq(Mux(fire[Side.BID], buy.price, sell.price)),
                 request.shares.eq(Mux(fire[Side.BID], buy.shares, sell.shares)),
-                request.fair_value.eq(new_sum >> 1),
+                request.fair_value.eq(Mux(ask_side, new_sum[Side.ASK], new_sum[Side.BID]) >> 1),
                 request.fair_valid.eq(1),
                 request.stamp.eq(self.stamp),
             ]

@@ -206,6 +206,7 @@ class Pipeline(wiring.Component):
         """The fast trigger's inputs, the ``quiet`` it needs, and its orders into the transmitter."""
         m.d.comb += [
             fast_trigger.tops.eq(book.tops),
+            fast_trigger.depths.eq(book.depths),
             fast_trigger.collar.eq(registers.collar),
             risk.forecast_orders.eq(fast_trigger.forecast_orders),
             fast_trigger.risk_ok.eq(risk.forecast),

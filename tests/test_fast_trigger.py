@@ -19,6 +19,7 @@ order's quantity, notional and position.
 """
 
 import random
+from dataclasses import dataclass
 
 import pytest
 from amaranth.hdl import Module
@@ -31,7 +32,8 @@ from tick2trade.hdl.order_types import OrderRequest as RequestLayout
 from tick2trade.hdl.order_types import Stamp
 from tick2trade.hdl.risk_gate import FORECAST_LATENCY, RiskGate
 from tick2trade.hdl.trigger import StrategyKind
-from tick2trade.host.order_types import InstrumentTop, Quote
+from tick2trade.host.book_model import BookModel
+from tick2trade.host.order_types import InstrumentDepth, InstrumentTop, Quote, Side
 from tick2trade.host.risk_model import RiskLimits, RiskModel
 from tick2trade.host.trigger_model import Strategy, StrategyConfig, TriggerModel
 
@@ -70,22 +72,8 @@ def random_case(rng):
         bid=Quote(valid=rng.random() < 0.95, price=fair + rng.randint(-20, 20), shares=rng.randint(1, 300)),
         ask=Quote(valid=rng.random() < 0.95, price=fair + rng.randint(-20, 20), shares=rng.randint(1, 300)),
         unreliable=rng.random() < 0.05)
-    config = StrategyConfig(strategy=Strategy.SNIPE if rng.random() < 0.95 else Strategy.OFF,
-                            lead_slot=0, target_slot=1, edge=rng.randint(0, 10), order_size=rng.randint(1, 200))
-    shares = min(config.order_size, rng.choice([target.bid.shares, target.ask.shares]))
-    price = rng.choice([target.bid.price, target.ask.price])
-    limits = {"max_qty": 10_000, "max_notional": 2 ** 63, "collar": 1_000, "position": rng.randint(-300, 300),
-              "max_long": 10_000, "max_short": 10_000, "max_outstanding": 5, "rate_burst": 3}
-    if rng.random() < 0.6:  # one limit at a boundary of a likely order
-        tight = rng.choice(["kill", "max_qty", "max_notional", "collar", "max_long", "max_short",
-                            "max_outstanding", "rate_burst"])
-        limits[tight] = {
-            "kill": True, "max_qty": shares - rng.randint(0, 1), "max_notional": price * shares - rng.randint(0, 1),
-            "collar": rng.randint(0, 30), "max_long": max(0, limits["position"] + shares - rng.randint(0, 1)),
-            "max_short": max(0, shares - limits["position"] - rng.randint(0, 1)), "max_outstanding": 0,
-            "rate_burst": 0,
-        }[tight]
-    limits = RiskLimits(**limits)
+    config = random_config(rng)
+    limits = random_limits(rng, config, target)
     side = rng.choice("BS")
     if rng.random() < 0.5:  # around a boundary: the buy or sell condition, or the collar
         if side == "B":
@@ -102,13 +90,38 @@ def random_case(rng):
     model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
     if model.evaluate([lead, target]):
         return None  # this state fires by itself: not quiet
-    return lead, target, config, limits, record, model
-
-
-def exact_orders(lead, target, limits, record, model):
-    """The requests the exact path sends after ``record``: the book's new top, the trigger, the risk gate."""
-    slots = {LEAD_LOCATE: 0, TARGET_LOCATE: 1}
     tops = [lead, target]
+    return Case(tops, [InstrumentDepth()] * 2, config, limits, record, exact_orders(tops, limits, record, model))
+
+
+def random_config(rng):
+    return StrategyConfig(strategy=Strategy.SNIPE if rng.random() < 0.95 else Strategy.OFF,
+                          lead_slot=0, target_slot=1, edge=rng.randint(0, 10), order_size=rng.randint(1, 200))
+
+
+def random_limits(rng, config, target):
+    """Risk limits, often one at a boundary of an order on ``target``'s quote."""
+    shares = min(config.order_size, rng.choice([target.bid.shares, target.ask.shares]))
+    price = rng.choice([target.bid.price, target.ask.price])
+    limits = {"max_qty": 10_000, "max_notional": 2 ** 63, "collar": 1_000, "position": rng.randint(-300, 300),
+              "max_long": 10_000, "max_short": 10_000, "max_outstanding": 5, "rate_burst": 3}
+    if rng.random() < 0.6:  # one limit at a boundary of a likely order
+        tight = rng.choice(["kill", "max_qty", "max_notional", "collar", "max_long", "max_short",
+                            "max_outstanding", "rate_burst"])
+        limits[tight] = {
+            "kill": True, "max_qty": max(0, shares - rng.randint(0, 1)),
+            "max_notional": max(0, price * shares - rng.randint(0, 1)),
+            "collar": rng.randint(0, 30), "max_long": max(0, limits["position"] + shares - rng.randint(0, 1)),
+            "max_short": max(0, shares - limits["position"] - rng.randint(0, 1)), "max_outstanding": 0,
+            "rate_burst": 0,
+        }[tight]
+    return RiskLimits(**limits)
+
+
+def exact_orders(tops, limits, record, model):
+    """The requests the exact path sends after an add ``record``: the book's new top, the trigger, the risk gate."""
+    slots = {LEAD_LOCATE: 0, TARGET_LOCATE: 1}
+    tops = list(tops)
     top = tops[slots[record["locate"]]]
     side = "ask" if record["side"] == "S" else "bid"
     quote = getattr(top, side)
@@ -126,25 +139,139 @@ def exact_orders(lead, target, limits, record, model):
     return [request for request in model.evaluate(tops, record) if risk.check(request) is None]
 
 
+# --- deletes and replaces, on books built by the golden BookModel ------------------------
+
+
+def add_record(locate, ref, side, price, shares):
+    return {"type": "A", "locate": locate, "order_ref": ref, "side": side, "price": price, "shares": shares,
+            "stock": "", "timestamp": 0, "tracking": 0}
+
+
+def removal_case(rng):
+    """A quiet state built order by order in ``BookModel``, then a lead D or U; None if the state fires."""
+    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    refs = iter(rng.sample(range(1, 4096), 60))  # distinct buckets: no collisions
+    base = rng.choice([100, 10_000, 2 ** 31])
+    spread = rng.randint(1, 40)
+    fair = base + spread // 2
+    target_top = {}
+    for side, code in (("bid", "B"), ("ask", "S")):
+        if rng.random() < 0.95:
+            price, shares = fair + rng.randint(-20, 20), rng.randint(1, 300)
+            book.apply(add_record(TARGET_LOCATE, next(refs) << rng.choice([0, 32]), code, price, shares))
+            target_top[side] = Quote(valid=True, price=price, shares=shares)
+        else:
+            target_top[side] = Quote()
+    config = random_config(rng)
+    limits = random_limits(rng, config, InstrumentTop(**target_top))
+    # The lead: levels on each side (the best often one order alone), the second level's price
+    # sometimes at a boundary of a condition or of the collar for a removal of the best.
+    lead_orders = []
+    for side, code, sign in (("bid", "B", -1), ("ask", "S", 1)):
+        best = base if side == "bid" else base + spread
+        prices = [best]
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):
+            prices.append(prices[-1] + sign * rng.randint(1, 6))
+        if len(prices) > 1 and rng.random() < 0.8:
+            other_best = base + spread if side == "bid" else base
+            if side == "bid":  # the second bid lowers the sum across a sell's limit
+                limit = 2 * (target_top["bid"].price - rng.choice([config.edge, limits.collar]))
+            else:              # the second ask raises it across a buy's
+                limit = 2 * (target_top["ask"].price + rng.choice([config.edge, limits.collar]) + 1)
+            second = limit - other_best + rng.randint(-2, 1)
+            if (second < best) if side == "bid" else (second > best):
+                prices[1] = second
+                prices[2:] = sorted(prices[2:], reverse=side == "bid")
+                prices[2:] = [p for p in prices[2:] if ((p < second) if side == "bid" else (p > second))]
+        for level, price in enumerate(prices):
+            for _ in range(1 if level == 0 and rng.random() < 0.8 else rng.randint(1, 2)):
+                ref = next(refs) | rng.getrandbits(32) << 32
+                book.apply(add_record(LEAD_LOCATE, ref, code, max(0, price), rng.randint(1, 500)))
+                lead_orders.append((side, level, ref))
+    if rng.random() < 0.05:
+        book.unreliable[0] = True
+    tops = book.tops()
+    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    if model.evaluate(tops):
+        return None  # this state fires by itself: not quiet
+    # The message: mostly on a best order; sometimes a deeper one, or a reference not in the book.
+    best_orders = [ref for side, level, ref in lead_orders if level == 0]
+    choice = rng.random()
+    ref = (rng.choice(best_orders) if choice < 0.8 else
+           rng.choice([ref for _, _, ref in lead_orders]) if choice < 0.95 else next(refs))
+    if rng.random() < 0.5:
+        record = {"type": "D", "locate": LEAD_LOCATE, "order_ref": ref}
+    else:
+        side = next((side for side, _, mine in lead_orders if mine == ref), "bid")
+        levels, _ = book.side_levels(0, Side.BID if side == "bid" else Side.ASK)
+        candidates = [base + rng.randint(-10, spread + 10)]
+        if len(levels) > 1:
+            candidates += [levels[1][0] + rng.randint(-1, 1)]
+        other = tops[0].ask.price if side == "bid" else tops[0].bid.price
+        for limit in (config.edge, limits.collar):  # the new price across a buy's or a sell's limits
+            candidates.append(2 * (target_top["ask"].price + limit + 1) - other + rng.randint(-2, 1))
+            candidates.append(2 * (target_top["bid"].price - limit) - other + rng.randint(-2, 1))
+        record = {"type": "U", "locate": LEAD_LOCATE, "original_order_ref": ref,
+                  "new_order_ref": next(refs) | rng.getrandbits(32) << 32,
+                  "price": max(0, rng.choice(candidates)), "shares": rng.randint(1, 500)}
+    depths = book.depths()
+    book.apply(record)
+    risk = RiskModel(limits)
+    orders = [request for request in model.evaluate(book.tops(), record) if risk.check(request) is None]
+    return Case(tops, depths, config, limits, record, orders)
+
+
+# --- the bench -----------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """A quiet state (the book's tops and depths, the registers), one message, and the exact path's orders."""
+    tops: list
+    depths: list
+    config: StrategyConfig
+    limits: RiskLimits
+    record: dict
+    orders: list
+
+
+def set_quote(ctx, port, quote):
+    for name in ("valid", "unknown", "price", "shares"):
+        ctx.set(getattr(port, name), int(getattr(quote, name)))
+
+
+def set_message(ctx, message, record):
+    """The message's type, locate and its own fields, where ItchDecode's views put them."""
+    ctx.set(message.as_value(), 0)
+    ctx.set(message.type, ord(record["type"]))
+    ctx.set(message.locate, record["locate"])
+    view = getattr(message.fields, record["type"])
+    names = {"A": ("side", "price", "shares"), "F": ("side", "price", "shares"), "D": ("order_ref",),
+             "U": ("original_order_ref", "new_order_ref", "price", "shares")}[record["type"]]
+    for name in names:
+        value = record[name]
+        ctx.set(getattr(view, name), ord(value) if name == "side" else value)
+
+
 def run_cases(cases):
     dut = FastPair()
     fast, risk = dut.fast_trigger, dut.risk_gate
     results = []
 
     async def bench(ctx):
-        for number, (lead, target, config, limits, record, _model) in enumerate(cases):
+        for number, case in enumerate(cases):
             ctx.set(fast.quiet, 0)
-            for slot, top in enumerate((lead, target)):
+            for slot, (top, depth) in enumerate(zip(case.tops, case.depths)):
                 for side in ("bid", "ask"):
-                    quote = getattr(top, side)
-                    port = getattr(fast.tops[slot], side)
-                    ctx.set(port.valid, quote.valid)
-                    ctx.set(port.unknown, quote.unknown)
-                    ctx.set(port.price, quote.price)
-                    ctx.set(port.shares, quote.shares)
+                    set_quote(ctx, getattr(fast.tops[slot], side), getattr(top, side))
+                    side_depth, port = getattr(depth, side), getattr(fast.depths[slot], side)
+                    ctx.set(port.alone, side_depth.alone)
+                    ctx.set(port.best_refs, side_depth.best_refs)
+                    set_quote(ctx, port.next, side_depth.next)
                 ctx.set(fast.tops[slot].unreliable, top.unreliable)
             ctx.set(fast.locates[0], LEAD_LOCATE)
             ctx.set(fast.locates[1], TARGET_LOCATE)
+            config, limits = case.config, case.limits
             ctx.set(fast.strategy, StrategyKind.SNIPE if config.strategy == Strategy.SNIPE else StrategyKind.OFF)
             for name in ("lead_slot", "target_slot", "edge", "order_size"):
                 ctx.set(getattr(fast, name), getattr(config, name))
@@ -156,13 +283,7 @@ def run_cases(cases):
             ctx.set(risk.rate_burst_write, 0)
             await ctx.tick().repeat(FAST_SETTLE_CYCLES + FORECAST_LATENCY + 8)
             ctx.set(fast.quiet, 1)
-            message = fast.messages.p
-            ctx.set(message.type, ord(record["type"]))
-            ctx.set(message.locate, record["locate"])
-            add = message.fields.A  # as ItchDecode passes the body on (an F's fields are at the same places)
-            ctx.set(add.side, ord(record["side"]))
-            ctx.set(add.price, record["price"])
-            ctx.set(add.shares, record["shares"])
+            set_message(ctx, fast.messages.p, case.record)
             ctx.set(fast.stamp.as_value(), pack_fields(Stamp, cycle=number, packet=number & 0xFF))
             ctx.set(fast.messages.valid, 1)
             await ctx.tick()
@@ -187,31 +308,55 @@ def run_cases(cases):
     return results
 
 
-def expected(case, number):
-    """The exact path's order for a lead add; for the target's, none (the fast path leaves them to it)."""
-    lead, target, config, limits, record, model = case
-    orders = exact_orders(lead, target, limits, record, model)
+def predicted(case):
+    """Whether the message is one the fast path predicts: a lead add, or a lead delete or replace of
+    the only order of its side's best level that leaves the side a known price."""
+    record = case.record
     if record["locate"] != LEAD_LOCATE:
+        return False
+    if record["type"] in "AF":
+        return True
+    ref = record["order_ref"] if record["type"] == "D" else record["original_order_ref"]
+    depth = next((depth for depth in (case.depths[0].bid, case.depths[0].ask)
+                  if depth.alone and depth.best_refs == ref), None)
+    if depth is None:
+        return False
+    return depth.next.valid if record["type"] == "D" else not depth.next.unknown
+
+
+def expected(case, number):
+    """The exact path's order for a message the fast path predicts; for the others none (they go the exact way)."""
+    if not predicted(case) or not case.orders:
         return None
-    if not orders:
-        return None
-    order = orders[0]  # a second (a sell after a buy, on a crossed target) goes the exact way
+    order = case.orders[0]  # a second (a sell after a buy, on a crossed target) goes the exact way
     return (order.slot, order.side.value, order.price, order.shares, order.fair_value, int(order.fair_valid), number)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_lead_adds_match_the_exact_path(seed):
-    rng = random.Random(f"fast_trigger/{seed}")
+def check_cases(make_case, rng, count):
     cases = []
-    while len(cases) < 300:
-        case = random_case(rng)
+    while len(cases) < count:
+        case = make_case(rng)
         if case is not None:
             cases.append(case)
     wanted = [expected(case, number) for number, case in enumerate(cases)]
     got = run_cases(cases)
-    assert sum(w is not None for w in wanted) >= 20, "the cases reach orders"
     for number, (want, have) in enumerate(zip(wanted, got)):
-        assert have == want, f"case {number} {cases[number][4]}: fast {have}, exact path {want}"
+        assert have == want, f"case {number} {cases[number].record}: fast {have}, exact path {want}"
+    return cases, wanted
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lead_adds_match_the_exact_path(seed):
+    _, wanted = check_cases(random_case, random.Random(f"fast_trigger/{seed}"), 300)
+    assert sum(w is not None for w in wanted) >= 20, "the cases reach orders"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lead_deletes_and_replaces_match_the_exact_path(seed):
+    cases, wanted = check_cases(removal_case, random.Random(f"fast_trigger/removal/{seed}"), 400)
+    fired = {type_: sum(w is not None for w, case in zip(wanted, cases) if case.record["type"] == type_)
+             for type_ in "DU"}
+    assert min(fired.values()) >= 15, f"the cases reach orders: {fired}"
 
 
 @pytest.mark.parametrize("slots", [0, 257, "2"])
