@@ -10,31 +10,44 @@ aborts the frame unless it is the same (``OrderTx``, ``fast``), so a wrong
 prediction never leaves as a valid order; a missed one leaves late, by the
 exact path.
 
-What it predicts (the rest goes the exact way): an A or F of the lead
-instrument that improves the lead's best price on its side (or gives an
-empty side its first price, as when a market maker replaces its quote by a
-cancel and an add), while the other side's price is known, the snipe is the
-active strategy and the pipeline is ``quiet`` (no message, request or order
-in flight that the registered state does not show yet: the ``Pipeline``
-works that out). Such an add at ``p`` makes the sum ``S`` of the lead's
-quotes ``p`` plus the other side's price, so each of the strategy's
-conditions on ``S`` (``hdl/trigger.py``: buy when ``2 (target ask + edge +
-1) <= S``, sell when ``2 (target bid - edge) > S``) is a threshold on ``p``,
-worked out ahead for an add on either side. A side fires only if its
-condition did not hold before (in a quiet state a condition that held has
-fired or was disarmed by its quote, which has not changed; with a lead side
-empty, none held); a buy before a sell, as the strategy sends them (the
-sell then goes the exact way). The order is the one the strategy makes: the
-target's quote on that side, ``min(order_size, its shares)``, fair value
-``S >> 1``. It goes out only if the risk gate's forecast for that order
-(``risk_ok``: every check but the collar, from the gate's state) and the
-collar against the new fair value (one more threshold) pass, so that the
-gate would accept it.
+What it predicts (the rest goes the exact way), while the other side of the
+lead has a price, the lead is reliable, the snipe is the active strategy and
+the pipeline is ``quiet`` (no message, request or order in flight that the
+registered state does not show yet: the ``Pipeline`` works that out):
 
-Timing: the thresholds are registered from ``tops`` and the registers (two
-cycles, settled within ``quiet``); in the cycle a message is at
-``messages``, one compare per threshold and the request is registered: it
-is at ``fast`` in the next cycle, with the message's stamp.
+- an A or F of the lead instrument that improves the lead's best price on
+  its side (or gives an empty side its first price, as when a market maker
+  replaces its quote by a cancel and an add): the side's new price is the
+  message's;
+- a D of the only order of the best level of a lead side (the book's
+  ``depths``: a level of one order names it by its ``refs``) whose next
+  level is known: the side's new price is that level's;
+- a U of such an order (a replace keeps its side), unless orders beyond the
+  known levels leave the side unknown: the new price is the better of the
+  message's and the next level's.
+
+A new price ``p`` on one side makes the sum ``S`` of the lead's quotes ``p``
+plus the other side's price, so each of the strategy's conditions on ``S``
+(``hdl/trigger.py``: buy when ``2 (target ask + edge + 1) <= S``, sell when
+``2 (target bid - edge) > S``) is a threshold on ``p``, worked out ahead for
+either side; for a delete the sum is known ahead, and the conditions are
+worked out on it; a replace's are those of its price or of the next level
+(either, or both, by the side and the direction of the condition). A side
+fires only if its condition did not hold before (in a quiet state a
+condition that held has fired or was disarmed by its quote, which has not
+changed; with a lead side empty, none held); a buy before a sell, as the
+strategy sends them (the sell then goes the exact way). The order is the one
+the strategy makes: the target's quote on that side, ``min(order_size, its
+shares)``, fair value ``S >> 1``. It goes out only if the risk gate's
+forecast for that order (``risk_ok``: every check but the collar, from the
+gate's state) and the collar against the new fair value (one more
+threshold) pass, so that the gate would accept it.
+
+Timing: the thresholds are registered from ``tops``, ``depths`` and the
+registers (two cycles, settled within ``quiet``); in the cycle a message is
+at ``messages``, one compare per threshold (and the 64-bit reference compare
+of a removal) and the request is registered: it is at ``fast`` in the next
+cycle, with the message's stamp.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -67,7 +80,7 @@ class _Candidate(data.Struct):
 
 
 class FastTrigger(wiring.Component):
-    """Predicts the snipe's order on a lead A or F that improves the lead's best price; see the module docstring.
+    """Predicts the snipe's order on a lead message that moves the lead's best price; see the module docstring.
 
     Parameters
     ----------

@@ -1,20 +1,27 @@
 # amaranth: UnusedElaboratable=no
 """FastTrigger (with the risk gate's forecast) in the Amaranth simulator against the exact path's golden models.
 
-Each case sets a random quiet state (the lead's and the target's quotes,
-the strategy and risk registers), then one lead A or F. What the fast path
-must send is what the exact path would: the book's new top (the add taken
-by hand: a better price becomes the best level), ``TriggerModel`` evaluated
-on the state before (its steady state; cases where that state itself would
-fire are not quiet and are drawn again; one lead side may be empty or
-unknown) and after the message, each request
-checked by a fresh ``RiskModel``. Where the exact path sends an order for a
-lead add the fast trigger must send the same request one cycle after the
-message (the fair value too, and the message's stamp; the first, where it
-sends two); where it sends none,
-nothing; on the target's adds (which it leaves to the exact path), nothing. The
-prices are drawn at random and at the boundaries of the snipe's conditions
-and of the collar; the limits at random and at the boundaries of the likely
+Each case sets a random quiet state (the book's tops and depths, the
+strategy and risk registers), then one message. What the fast path must
+send is what the exact path would: the book's new top, ``TriggerModel``
+evaluated on the state before (its steady state; cases where that state
+itself would fire are not quiet and are drawn again) and after the message,
+each request checked by a fresh ``RiskModel``. For a message the fast path
+predicts (a lead add; a lead delete or replace of its side's best level's
+only order) the fast trigger must send the exact path's request one cycle
+after the message (the fair value too, and the message's stamp; the first,
+where it sends two), or nothing where the exact path sends none; for any
+other message (the target's, a removal of a deeper or shared order, an
+unknown reference) nothing.
+
+Adds: the lead's quotes are drawn (one side may be empty or unknown) and the
+add is taken by hand (a better price becomes the best level). Deletes and
+replaces: the book is built order by order in ``BookModel`` (several levels
+a side, the best often one order, sometimes orders beyond the known levels)
+and the message applied to it, so the depths and the new tops are the
+model's. Prices are drawn at random and at the boundaries of the snipe's
+conditions and of the collar (an add's or a replace's price, a removal's
+next level); the limits at random and at the boundaries of the likely
 order's quantity, notional and position.
 """
 
