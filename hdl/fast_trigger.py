@@ -43,11 +43,27 @@ forecast for that order (``risk_ok``: every check but the collar, from the
 gate's state) and the collar against the new fair value (one more
 threshold) pass, so that the gate would accept it.
 
+Back-to-back messages: the messages of a packet come a few cycles apart,
+before the book shows the one before (``quiet`` needs ``QUIET_CYCLES`` of
+the ``Pipeline`` after each). A message the fast path predicts and on which
+nothing fires (no condition of the strategy starts to hold: the exact path
+makes no request) is "kept": the lead state it leaves (the side's new
+price, the sum; beneath it the added order alone at its level over the
+level it beat, or, after a removal that leaves the next level best, nothing
+known) replaces the book's in the first cycle's registers, and the next
+message of the lead, two cycles or more later, is judged on it. The state
+stays ahead of the book until ``quiet`` (the book has caught up), and is
+dropped by any message the fast path did not keep and by anything
+``disturbed`` names. If a prediction was wrong, the exact path's orders
+differ and the transmitter aborts the fast frame, as for any wrong
+prediction.
+
 Timing: the thresholds are registered from ``tops``, ``depths`` and the
-registers (two cycles, settled within ``quiet``); in the cycle a message is
-at ``messages``, one compare per threshold (and the 64-bit reference compare
-of a removal) and the request is registered: it is at ``fast`` in the next
-cycle, with the message's stamp.
+registers (two cycles, settled within ``quiet``, or one after a kept
+message); in the cycle a message is at ``messages``, one compare per
+threshold (and the 64-bit reference compare of a removal) and the request
+is registered: it is at ``fast`` in the next cycle, with the message's
+stamp.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -69,6 +85,24 @@ FAST_SETTLE_CYCLES = 2
 
 #: Wide enough for 2 (price + limit + 1) - price with 32-bit operands, signed.
 _THRESHOLD = signed(PRICE_WIDTH + 3)
+
+
+class _LeadSide(data.Struct):
+    """What the fast path keeps of one side of the lead."""
+    price: PRICE_WIDTH
+    known: 1      # the side has a price
+    ready: 1      # an add there can fire: the other side known, the lead reliable, the snipe active,
+                  # and the side itself known or empty (an add to an empty side makes it known)
+    removable: 1  # a removal there can fire: the same but for the side's own state
+    depth: SideDepth
+
+
+class _LeadState(data.Struct):
+    """The lead as the fast path judges a message on it: the book's, or its own prediction's."""
+    bid: _LeadSide
+    ask: _LeadSide
+    sum: PRICE_WIDTH + 1  # bid + ask
+    fair_valid: 1         # both sides known
 
 
 class _Candidate(data.Struct):
@@ -112,6 +146,11 @@ class FastTrigger(wiring.Component):
     quiet : In(1)
         Nothing is in flight that ``tops`` and ``risk_ok`` do not show yet, and
         they have held still for ``FAST_SETTLE_CYCLES``.
+    tracked : In(1)
+        The message at ``messages`` is of a tracked instrument (or has a gap).
+    disturbed : In(1)
+        Something other than a message moves the state: a request, an order,
+        a frame on ``tx``, a bad packet's end, a register write, a book clear.
     fast : Out(OrderRequest stream, no backpressure)
         The predicted order, registered, ``FAST_LATENCY`` after its message.
     """
@@ -134,6 +173,8 @@ class FastTrigger(wiring.Component):
             "collar": In(PRICE_WIDTH),
             "risk_ok": In(2),
             "quiet": In(1),
+            "tracked": In(1),
+            "disturbed": In(1),
             "forecast_orders": Out(data.ArrayLayout(ForecastOrder, 2)),
             "fast": Out(rx_stream(OrderRequest)),
         })
@@ -142,15 +183,34 @@ class FastTrigger(wiring.Component):
         m = Module()
         lead = self.tops[self.lead_slot]
         target = self.tops[self.target_slot]
+        snipe = self.strategy == StrategyKind.SNIPE
 
-        # First cycle: the registers, the quotes, the lead's sum.
-        lead_bid = Signal(PRICE_WIDTH)
-        lead_ask = Signal(PRICE_WIDTH)
-        lead_sum = Signal(PRICE_WIDTH + 1)
-        # Per side of the lead: an add there can fire (the other side known, the lead reliable, the
-        # snipe active, and the side itself known or empty: an add to an empty side makes it known).
-        lead_ready = {side: Signal(name=f"lead_{side.name.lower()}_ready") for side in Side}
-        fair_valid = Signal()  # the lead's mid is known now
+        # First cycle: the registers, the quotes, and the lead's state: the book's, while it is up
+        # to date, or the state the messages the fast path predicted leave (`ahead`), which the book
+        # shows only some cycles later (see "Back-to-back messages" in the module docstring).
+        lead_now = Signal(_LeadState)  # the book's
+        depth = self.depths[self.lead_slot]
+        for side, own, other, own_depth in ((Side.BID, lead.bid, lead.ask, depth.bid),
+                                            (Side.ASK, lead.ask, lead.bid, depth.ask)):
+            view = lead_now.bid if side is Side.BID else lead_now.ask
+            m.d.comb += [view.price.eq(own.price), view.known.eq(own.valid),
+                         view.ready.eq(snipe & ~lead.unreliable & other.valid & (own.valid | ~own.unknown)),
+                         view.removable.eq(snipe & ~lead.unreliable & other.valid),
+                         view.depth.eq(own_depth)]
+        m.d.comb += [lead_now.sum.eq(lead.bid.price + lead.ask.price),
+                     lead_now.fair_valid.eq(lead.bid.valid & lead.ask.valid)]
+        state = Signal(_LeadState)
+        predicted = Signal(_LeadState)  # the state the message now leaves, if it is kept
+        keep = Signal()     # the message now is one the fast path predicted, and nothing fires on it
+        ahead = Signal()    # `state` is the prediction's, ahead of the book
+        just_kept = Signal()
+        with m.If(keep):
+            m.d.sync += state.eq(predicted)
+        with m.Elif(~ahead | self.quiet):
+            m.d.sync += state.eq(lead_now)
+        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.quiet)),
+                     just_kept.eq(keep)]
+
         lead_locate = Signal(16)
         target_slot = Signal.like(self.target_slot)
         quotes = {side: Signal(data.StructLayout({"price": PRICE_WIDTH, "shares": SHARES_WIDTH, "formable": 1}),
@@ -160,10 +220,6 @@ class FastTrigger(wiring.Component):
         collar = Signal.like(self.collar)
         order_size = Signal.like(self.order_size)
         m.d.sync += [
-            lead_bid.eq(lead.bid.price),
-            lead_ask.eq(lead.ask.price),
-            lead_sum.eq(lead.bid.price + lead.ask.price),
-            fair_valid.eq(lead.bid.valid & lead.ask.valid),
             lead_locate.eq(self.locates[self.lead_slot]),
             target_slot.eq(self.target_slot),
             edge.eq(self.edge), collar.eq(self.collar), order_size.eq(self.order_size),
@@ -171,44 +227,31 @@ class FastTrigger(wiring.Component):
         for side, quote in ((Side.BID, target.ask), (Side.ASK, target.bid)):
             m.d.sync += [quotes[side].price.eq(quote.price), quotes[side].shares.eq(quote.shares),
                          quotes[side].formable.eq(quote.valid & ~target.unreliable)]
-        snipe = self.strategy == StrategyKind.SNIPE
-        lead_known = {side: Signal(name=f"lead_{side.name.lower()}_known") for side in Side}
-        # Per side of the lead: a removal of its best level's only order can fire (the other side
-        # known, the lead reliable, the snipe active), and what the side shows after it.
-        lead_removable = {side: Signal(name=f"lead_{side.name.lower()}_removable") for side in Side}
-        lead_depth = {side: Signal(SideDepth, name=f"lead_{side.name.lower()}_depth") for side in Side}
-        # The lead's sum with the side's next level in place of its best (for a removal).
-        next_sum = {side: Signal(PRICE_WIDTH + 1, name=f"{side.name.lower()}_next_sum") for side in Side}
-        depth = self.depths[self.lead_slot]
-        for side, own, other, own_depth in ((Side.BID, lead.bid, lead.ask, depth.bid),
-                                            (Side.ASK, lead.ask, lead.bid, depth.ask)):
-            m.d.sync += [lead_ready[side].eq(snipe & ~lead.unreliable & other.valid & (own.valid | ~own.unknown)),
-                         lead_removable[side].eq(snipe & ~lead.unreliable & other.valid),
-                         lead_known[side].eq(own.valid),
-                         lead_depth[side].eq(own_depth),
-                         next_sum[side].eq(own_depth.next.price + other.price)]
 
         # Second cycle: each side's candidate order and the thresholds of the lead price. On the
         # lead's sum S after the move: a buy fires from 2 (ask + edge + 1) on and fails the collar
         # from 2 (ask + collar + 1) on; a sell fires below 2 (bid - edge) and fails the collar at
         # 2 (bid - collar) - 1 and below. A new price p on one side makes S = p + the other side's
         # price, so each limit less that price is a threshold for p, for either side moved. A
-        # removal's new price, the side's next level, is known already: its sum is compared with
-        # the limits here.
+        # removal's new price, the side's next level, is known already: it is compared with the
+        # thresholds here.
+        def sides_of(lead_state):
+            return {Side.BID: lead_state.bid, Side.ASK: lead_state.ask}
+
+        now = sides_of(state)
         candidates = {side: Signal(_Candidate, name=f"{side.name.lower()}_candidate") for side in Side}
         limits = {
             Side.BID: (2 * (quotes[Side.BID].price + edge + 1), 2 * (quotes[Side.BID].price + collar + 1)),
             Side.ASK: (2 * (quotes[Side.ASK].price - edge), 2 * (quotes[Side.ASK].price - collar) - 1),
         }
 
-        def on_sum(side, total):
-            """Whether ``side``'s candidate fires, and passes the collar, on the lead's sum ``total``."""
-            fires_limit, collar_limit = limits[side]
+        def judge(side, price, fires_from, collar_from):
+            """Whether ``side``'s candidate fires, and passes the collar, on a new lead price ``price``."""
             if side is Side.BID:
-                return fires_limit <= total, total < collar_limit
-            return fires_limit > total, total > collar_limit
+                return price >= fires_from, price < collar_from
+            return price < fires_from, price > collar_from
 
-        other_price = {Side.BID: lead_ask, Side.ASK: lead_bid}  # for a move of each side of the lead
+        other_side = {Side.BID: Side.ASK, Side.ASK: Side.BID}
         thresholds = {}  # (side moved, candidate) -> (fires from, collar from)
         # (side moved, candidate) -> the candidate fires / passes the collar with the side's next level
         next_fires, next_collar_ok = {}, {}
@@ -217,41 +260,34 @@ class FastTrigger(wiring.Component):
             fires_limit, collar_limit = limits[side]
             m.d.comb += [self.forecast_orders[side.value].price.eq(candidate.price),
                          self.forecast_orders[side.value].shares.eq(candidate.shares)]
+            holds = fires_limit <= state.sum if side is Side.BID else fires_limit > state.sum
             m.d.sync += [
                 candidate.price.eq(quote.price),
                 candidate.shares.eq(Mux(quote.shares < order_size, quote.shares, order_size)),
                 candidate.formable.eq(quote.formable),
-                candidate.holds.eq(fair_valid & on_sum(side, lead_sum)[0]),
+                candidate.holds.eq(state.fair_valid & holds),
             ]
             for moved in Side:
+                values = (fires_limit - now[other_side[moved]].price, collar_limit - now[other_side[moved]].price)
                 pair = (Signal(_THRESHOLD, name=f"{moved.name.lower()}_move_{side.name.lower()}_fires_from"),
                         Signal(_THRESHOLD, name=f"{moved.name.lower()}_move_{side.name.lower()}_collar_from"))
-                m.d.sync += [pair[0].eq(fires_limit - other_price[moved]),
-                             pair[1].eq(collar_limit - other_price[moved])]
+                m.d.sync += [register.eq(value) for register, value in zip(pair, values)]
                 thresholds[moved, side] = pair
                 flags = (Signal(name=f"{moved.name.lower()}_next_{side.name.lower()}_fires"),
                          Signal(name=f"{moved.name.lower()}_next_{side.name.lower()}_collar_ok"))
-                m.d.sync += [flag.eq(value) for flag, value in zip(flags, on_sum(side, next_sum[moved]))]
+                m.d.sync += [flag.eq(value) for flag, value in
+                             zip(flags, judge(side, now[moved].depth.next.price, *values))]
                 next_fires[moved, side], next_collar_ok[moved, side] = flags
-        # The lead state of the candidates, registered along with them.
-        ready = {side: Signal(name=f"{side.name.lower()}_ready") for side in Side}
-        removable = {side: Signal(name=f"{side.name.lower()}_removable") for side in Side}
-        known = {side: Signal(name=f"{side.name.lower()}_known") for side in Side}
-        held_depth = {side: Signal(SideDepth, name=f"{side.name.lower()}_held_depth") for side in Side}
-        held_next_sum = {side: Signal.like(next_sum[side], name=f"{side.name.lower()}_held_next_sum") for side in Side}
-        held_bid = Signal.like(lead_bid)
-        held_ask = Signal.like(lead_ask)
+        # The lead state of the candidates, registered along with them, and the sum with each
+        # side's next level in place of its best.
+        held_state = Signal(_LeadState)
+        held_next_sum = {side: Signal(PRICE_WIDTH + 1, name=f"{side.name.lower()}_next_sum") for side in Side}
         held_locate = Signal.like(lead_locate)
         held_slot = Signal.like(target_slot)
-        m.d.sync += [*(ready[side].eq(lead_ready[side]) for side in Side),
-                     *(removable[side].eq(lead_removable[side]) for side in Side),
-                     *(known[side].eq(lead_known[side]) for side in Side),
-                     *(held_depth[side].eq(lead_depth[side]) for side in Side),
-                     *(held_next_sum[side].eq(next_sum[side]) for side in Side),
-                     held_bid.eq(lead_bid), held_ask.eq(lead_ask), held_locate.eq(lead_locate),
-                     held_slot.eq(target_slot)]
-        held_price = {Side.BID: held_bid, Side.ASK: held_ask}
-        held_other = {Side.BID: held_ask, Side.ASK: held_bid}
+        m.d.sync += [held_state.eq(state), held_locate.eq(lead_locate), held_slot.eq(target_slot),
+                     *(held_next_sum[side].eq(now[side].depth.next.price + now[other_side[side]].price)
+                       for side in Side)]
+        held = sides_of(held_state)
 
         # The message, a lead A, F, D or U, and the side of the lead it moves: an add's own side;
         # for a delete or a replace, the side whose best level is that one order alone. Its fields
@@ -259,7 +295,7 @@ class FastTrigger(wiring.Component):
         # original one), not from the decoded ones, which pass through a multiplexer by type.
         message = self.messages.p
         order_ref = message.fields.D.order_ref
-        removes = {side: held_depth[side].alone & (order_ref == held_depth[side].best_refs) for side in Side}
+        removes = {side: held[side].depth.alone & (order_ref == held[side].depth.best_refs) for side in Side}
         is_add = (message.type == ord("A")) | (message.type == ord("F"))
         is_delete = message.type == ord("D")
         is_replace = message.type == ord("U")
@@ -268,12 +304,13 @@ class FastTrigger(wiring.Component):
         # Per side moved: the message moves that side's best price, and the candidates can be judged.
         moves = {}
         for side in Side:
-            better = price > held_price[side] if side is Side.BID else price < held_price[side]
-            next_level = held_depth[side].next
-            moves[side] = Mux(is_add, ready[side] & (~known[side] | better),
-                              removes[side] & removable[side]
+            better = price > held[side].price if side is Side.BID else price < held[side].price
+            next_level = held[side].depth.next
+            moves[side] = Mux(is_add, held[side].ready & (~held[side].known | better),
+                              removes[side] & held[side].removable
                               & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
-        lead_move = (self.messages.valid & self.quiet & ~message.gap & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
+        judged = self.quiet | (ahead & ~just_kept)  # `held_state` is the state this message finds
+        lead_move = (self.messages.valid & judged & ~message.gap & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
                      & (message.locate == held_locate) & (held_locate != 0))
         # A replace's new best is the better of its price and the next level (if any); the lead's sum
         # follows. A condition on S that holds for larger S holds on the better of two prices if it
@@ -281,32 +318,54 @@ class FastTrigger(wiring.Component):
         # round for a condition that holds for smaller S.
         takes_price = {}
         for side in Side:
-            next_level = held_depth[side].next
+            next_level = held[side].depth.next
             beats_next = price > next_level.price if side is Side.BID else price < next_level.price
             takes_price[side] = is_add | (is_replace & (~next_level.valid | beats_next))
 
         def moved_to(moved, on_price, on_next, larger):
             """A condition on the sum after the move of ``moved``: ``larger`` if it holds for larger sums."""
-            next_valid = held_depth[moved].next.valid
+            next_valid = held[moved].depth.next.valid
             either = (moved is Side.BID) == larger
             on_replace = on_price | (next_valid & on_next) if either else on_price & (~next_valid | on_next)
             return Mux(is_add, on_price, Mux(is_delete, on_next, on_replace))
 
-        fire = {}
+        newly, fire = {}, {}
         for side, candidate in candidates.items():
-            passes = {}  # by the side moved: the condition fires and the collar passes
+            fires, collar_ok = {}, {}  # by the side moved: the condition holds, the collar passes
             for moved in Side:
-                fires_from, collar_from = thresholds[moved, side]
-                nexts = next_fires[moved, side], next_collar_ok[moved, side]
-                if side is Side.BID:  # fires for larger sums, passes the collar for smaller
-                    passes[moved] = (moved_to(moved, price >= fires_from, nexts[0], larger=True)
-                                     & moved_to(moved, price < collar_from, nexts[1], larger=False))
-                else:                 # fires for smaller sums, passes the collar for larger
-                    passes[moved] = (moved_to(moved, price < fires_from, nexts[0], larger=False)
-                                     & moved_to(moved, price > collar_from, nexts[1], larger=True))
-            fire[side] = (lead_move & Mux(ask_side, passes[Side.ASK], passes[Side.BID]) & ~candidate.holds
+                on_price = judge(side, price, *thresholds[moved, side])
+                larger = side is Side.BID  # a buy's condition holds for larger sums, its collar for smaller
+                fires[moved] = moved_to(moved, on_price[0], next_fires[moved, side], larger)
+                collar_ok[moved] = moved_to(moved, on_price[1], next_collar_ok[moved, side], not larger)
+            # the strategy fires on it (if the target's quote allows), and the order passes the gate
+            newly[side] = lead_move & Mux(ask_side, fires[Side.ASK], fires[Side.BID]) & ~candidate.holds
+            fire[side] = (newly[side] & Mux(ask_side, collar_ok[Side.ASK], collar_ok[Side.BID])
                           & candidate.formable & self.risk_ok[side.value])
-        new_sum = {side: Mux(takes_price[side], price + held_other[side], held_next_sum[side]) for side in Side}
+        m.d.comb += keep.eq(lead_move & ~newly[Side.BID] & ~newly[Side.ASK])
+        new_sum = {side: Mux(takes_price[side], price + held[other_side[side]].price, held_next_sum[side])
+                   for side in Side}
+
+        # The state a kept message leaves: its side's new price, and beneath it the order it added,
+        # over the level it beat; after a removal that leaves the next level best, what is beneath
+        # that is not known here.
+        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1),
+                     predicted.sum.eq(Mux(ask_side, new_sum[Side.ASK], new_sum[Side.BID]))]
+        new_ref = Mux(is_replace, message.fields.U.new_order_ref, message.fields.A.order_ref)
+        for side, view in sides_of(predicted).items():
+            with m.If(ask_side == (side is Side.ASK)):
+                old = held[side]
+                m.d.comb += [view.price.eq(Mux(takes_price[side], price, old.depth.next.price)),
+                             view.known.eq(1), view.ready.eq(1), view.removable.eq(1)]
+                with m.If(takes_price[side]):
+                    m.d.comb += [view.depth.alone.eq(1), view.depth.best_refs.eq(new_ref)]
+                    with m.If(is_add):  # the old best, if any, is next (its shares are not used here);
+                        # nothing was beyond an empty side
+                        m.d.comb += [view.depth.next.valid.eq(old.known), view.depth.next.unknown.eq(0),
+                                     view.depth.next.price.eq(old.price)]
+                with m.Else():
+                    m.d.comb += [view.depth.alone.eq(0), view.depth.best_refs.eq(0),
+                                 view.depth.next.valid.eq(0), view.depth.next.unknown.eq(1)]
+
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         request = self.fast.p
         m.d.sync += self.fast.valid.eq(fire[Side.BID] | fire[Side.ASK])

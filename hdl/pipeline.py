@@ -218,9 +218,10 @@ class Pipeline(wiring.Component):
         message = rx_stages.messages
         tracked = message.valid & (message.p.gap | Cat(*(message.p.locate == getattr(registers, f"locate_{slot}")
                                                           for slot in range(self.slots))).any())
-        busy = (tracked | trigger.requests.valid | risk.orders.valid | order_tx.tx.valid
-                | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
+        disturbed = (trigger.requests.valid | risk.orders.valid | order_tx.tx.valid
+                     | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
         settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES)
-        m.d.sync += settling.eq(Mux(busy, QUIET_CYCLES, Mux(settling == 0, 0, settling - 1)))
-        m.d.comb += fast_trigger.quiet.eq(settling == 0)
+        m.d.sync += settling.eq(Mux(tracked | disturbed, QUIET_CYCLES, Mux(settling == 0, 0, settling - 1)))
+        m.d.comb += [fast_trigger.quiet.eq(settling == 0), fast_trigger.tracked.eq(tracked),
+                     fast_trigger.disturbed.eq(disturbed)]
         wiring.connect(m, fast_trigger.fast, order_tx.fast)
