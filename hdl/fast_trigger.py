@@ -203,13 +203,11 @@ class FastTrigger(wiring.Component):
         predicted = Signal(_LeadState)  # the state the message now leaves, if it is kept
         keep = Signal()     # the message now is one the fast path predicted, and nothing fires on it
         ahead = Signal()    # `state` is the prediction's, ahead of the book
-        just_kept = Signal()
         with m.If(keep):
             m.d.sync += state.eq(predicted)
         with m.Elif(~ahead | self.quiet):
             m.d.sync += state.eq(lead_now)
-        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.quiet)),
-                     just_kept.eq(keep)]
+        m.d.sync += ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.quiet))
 
         lead_locate = Signal(16)
         target_slot = Signal.like(self.target_slot)
@@ -309,7 +307,9 @@ class FastTrigger(wiring.Component):
             moves[side] = Mux(is_add, held[side].ready & (~held[side].known | better),
                               removes[side] & held[side].removable
                               & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
-        judged = self.quiet | (ahead & ~just_kept)  # `held_state` is the state this message finds
+        # `held_state` is the state this message finds: the book's, or a kept message's (two cycles
+        # or more before: book messages are, docs/pipeline.md "Order book").
+        judged = self.quiet | ahead
         lead_move = (self.messages.valid & judged & ~message.gap & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
                      & (message.locate == held_locate) & (held_locate != 0))
         # A replace's new best is the better of its price and the next level (if any); the lead's sum
@@ -362,9 +362,8 @@ class FastTrigger(wiring.Component):
                         # nothing was beyond an empty side
                         m.d.comb += [view.depth.next.valid.eq(old.known), view.depth.next.unknown.eq(0),
                                      view.depth.next.price.eq(old.price)]
-                with m.Else():
-                    m.d.comb += [view.depth.alone.eq(0), view.depth.best_refs.eq(0),
-                                 view.depth.next.valid.eq(0), view.depth.next.unknown.eq(1)]
+                with m.Else():  # (no removal is judged beneath a best level of unknown orders)
+                    m.d.comb += [view.depth.alone.eq(0), view.depth.best_refs.eq(0)]
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         request = self.fast.p
