@@ -51,7 +51,7 @@ makes no request) is "kept": the lead state it leaves (the side's new
 price, the sum; beneath it the added order alone at its level over the
 level it beat, or, after a removal that leaves the next level best, nothing
 known) replaces the book's in the first cycle's registers, and the next
-message of the lead, two cycles or more later, is judged on it. The state
+message of the lead, three cycles or more later, is judged on it. The state
 stays ahead of the book until ``quiet`` (the book has caught up), and is
 dropped by any message the fast path did not keep and by anything
 ``disturbed`` names. If a prediction was wrong, the exact path's orders
@@ -59,14 +59,15 @@ differ and the transmitter aborts the fast frame, as for any wrong
 prediction.
 
 Timing: the thresholds are registered from ``tops``, ``depths`` and the
-registers (two cycles, settled within ``quiet``, or one after a kept
-message); in the cycle a message is at ``messages``, one compare per
-threshold (and the 64-bit reference compare of a removal) and the request
-is registered: it is at ``fast`` in the next cycle, with the message's
-stamp.
+registers (two cycles, settled within ``quiet``); in the cycle a message
+is at ``messages``, one compare per threshold (and the 64-bit reference
+compare of a removal) and the verdict is registered: a few bits and the
+message's fields. The request at ``fast`` is made of registers in the next
+cycle, with the message's stamp, and so is the state a kept message leaves,
+which the thresholds follow two cycles later.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -103,6 +104,18 @@ class _LeadState(data.Struct):
     ask: _LeadSide
     sum: PRICE_WIDTH + 1  # bid + ask
     fair_valid: 1         # both sides known
+
+
+class _Verdict(data.Struct):
+    """What the fast path decided on a message, and the fields it needs of it a cycle later."""
+    fire: 2           # per side (index Side): its order is sent
+    keep: 1           # the message was predicted and nothing fired on it: its state replaces the book's
+    ask_side: 1       # the side of the lead it moved
+    takes_price: 1    # that side's new best is the message's price (else the side's next level)
+    is_add: 1
+    price: PRICE_WIDTH
+    new_ref: 64       # the order it added (an A's or F's, a U's new one)
+    stamp: Stamp
 
 
 class _Candidate(data.Struct):
@@ -203,11 +216,16 @@ class FastTrigger(wiring.Component):
         predicted = Signal(_LeadState)  # the state the message now leaves, if it is kept
         keep = Signal()     # the message now is one the fast path predicted, and nothing fires on it
         ahead = Signal()    # `state` is the prediction's, ahead of the book
-        with m.If(keep):
+        # The message's verdict, registered: a kept message's state is made from it in the next
+        # cycle, and `held_state` shows it two cycles after that.
+        verdict = Signal(_Verdict)
+        applied = Signal()  # `state` was replaced by a prediction in the cycle before
+        with m.If(verdict.keep & ahead):
             m.d.sync += state.eq(predicted)
         with m.Elif(~ahead | self.quiet):
             m.d.sync += state.eq(lead_now)
-        m.d.sync += ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.quiet))
+        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.quiet)),
+                     applied.eq(verdict.keep)]
 
         lead_locate = Signal(16)
         target_slot = Signal.like(self.target_slot)
@@ -307,9 +325,9 @@ class FastTrigger(wiring.Component):
             moves[side] = Mux(is_add, held[side].ready & (~held[side].known | better),
                               removes[side] & held[side].removable
                               & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
-        # `held_state` is the state this message finds: the book's, or a kept message's (two cycles
-        # or more before: book messages are, docs/pipeline.md "Order book").
-        judged = self.quiet | ahead
+        # `held_state` is the state this message finds: the book's, or a kept message's (three
+        # cycles or more before).
+        judged = self.quiet | (ahead & ~verdict.keep & ~applied)
         lead_move = (self.messages.valid & judged & ~message.gap & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
                      & (message.locate == held_locate) & (held_locate != 0))
         # A replace's new best is the better of its price and the next level (if any); the lead's sum
@@ -342,40 +360,49 @@ class FastTrigger(wiring.Component):
             fire[side] = (newly[side] & Mux(ask_side, collar_ok[Side.ASK], collar_ok[Side.BID])
                           & candidate.formable & self.risk_ok[side.value])
         m.d.comb += keep.eq(lead_move & ~newly[Side.BID] & ~newly[Side.ASK])
-        new_sum = {side: Mux(takes_price[side], price + held[other_side[side]].price, held_next_sum[side])
-                   for side in Side}
+        # All that is decided on the message is registered (a few bits), with its fields; the
+        # request and the state a kept message leaves are made of registers in the next cycle
+        # (`held_*` and the candidates hold still around a judged message).
+        m.d.sync += [
+            verdict.fire.eq(Cat(fire[Side.BID], fire[Side.ASK])), verdict.keep.eq(keep),
+            verdict.ask_side.eq(ask_side),
+            verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
+            verdict.is_add.eq(is_add), verdict.price.eq(price), verdict.stamp.eq(self.stamp),
+            verdict.new_ref.eq(Mux(is_replace, message.fields.U.new_order_ref, message.fields.A.order_ref)),
+        ]
+        moved_sum = Mux(verdict.takes_price,
+                        verdict.price + Mux(verdict.ask_side, held_state.bid.price, held_state.ask.price),
+                        Mux(verdict.ask_side, held_next_sum[Side.ASK], held_next_sum[Side.BID]))
 
         # The state a kept message leaves: its side's new price, and beneath it the order it added,
         # over the level it beat; after a removal that leaves the next level best, what is beneath
         # that is not known here.
-        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1),
-                     predicted.sum.eq(Mux(ask_side, new_sum[Side.ASK], new_sum[Side.BID]))]
-        new_ref = Mux(is_replace, message.fields.U.new_order_ref, message.fields.A.order_ref)
+        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1), predicted.sum.eq(moved_sum)]
         for side, view in sides_of(predicted).items():
-            with m.If(ask_side == (side is Side.ASK)):
+            with m.If(verdict.ask_side == (side is Side.ASK)):
                 old = held[side]
-                m.d.comb += [view.price.eq(Mux(takes_price[side], price, old.depth.next.price)),
+                m.d.comb += [view.price.eq(Mux(verdict.takes_price, verdict.price, old.depth.next.price)),
                              view.known.eq(1), view.ready.eq(1), view.removable.eq(1)]
-                with m.If(takes_price[side]):
-                    m.d.comb += [view.depth.alone.eq(1), view.depth.best_refs.eq(new_ref)]
-                    with m.If(is_add):  # the old best, if any, is next (its shares are not used here);
-                        # nothing was beyond an empty side
+                with m.If(verdict.takes_price):
+                    m.d.comb += [view.depth.alone.eq(1), view.depth.best_refs.eq(verdict.new_ref)]
+                    with m.If(verdict.is_add):  # the old best, if any, is next (its shares are not used
+                        # here); nothing was beyond an empty side
                         m.d.comb += [view.depth.next.valid.eq(old.known), view.depth.next.unknown.eq(0),
                                      view.depth.next.price.eq(old.price)]
                 with m.Else():  # (no removal is judged beneath a best level of unknown orders)
                     m.d.comb += [view.depth.alone.eq(0), view.depth.best_refs.eq(0)]
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
+        bought = verdict.fire[Side.BID.value]  # a buy first, as the strategy sends them
         request = self.fast.p
-        m.d.sync += self.fast.valid.eq(fire[Side.BID] | fire[Side.ASK])
-        with m.If(fire[Side.BID] | fire[Side.ASK]):  # a buy first, as the strategy sends them
-            m.d.sync += [
-                request.slot.eq(held_slot),
-                request.side.eq(Mux(fire[Side.BID], Side.BID, Side.ASK)),
-                request.price.eq(Mux(fire[Side.BID], buy.price, sell.price)),
-                request.shares.eq(Mux(fire[Side.BID], buy.shares, sell.shares)),
-                request.fair_value.eq(Mux(ask_side, new_sum[Side.ASK], new_sum[Side.BID]) >> 1),
-                request.fair_valid.eq(1),
-                request.stamp.eq(self.stamp),
-            ]
+        m.d.comb += [
+            self.fast.valid.eq(verdict.fire.any()),
+            request.slot.eq(held_slot),
+            request.side.eq(Mux(bought, Side.BID, Side.ASK)),
+            request.price.eq(Mux(bought, buy.price, sell.price)),
+            request.shares.eq(Mux(bought, buy.shares, sell.shares)),
+            request.fair_value.eq(moved_sum >> 1),
+            request.fair_valid.eq(1),
+            request.stamp.eq(verdict.stamp),
+        ]
         return m
