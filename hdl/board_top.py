@@ -197,14 +197,17 @@ class BoardTop(Elaboratable):
         # The core and the link (hdl/board_core.py), on the board's UART pins.
         from .board_core import BoardCore
         m.submodules.board = board = BoardCore(self.core, clocks_per_bit=self.clocks_per_bit)
-        uart = platform.request("uart", 0)
-        m.d.comb += [board.uart_rx.eq(uart.rx.i), uart.tx.o.eq(board.uart_tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [board.uart_rx.eq(uart_rx.i), uart_tx.o.eq(board.uart_tx)]
 
         # Signs of life: a LED toggling every 2**(width - 1) cycles (0.7 to 0.9 s).
         if self.board.led:
             resource, _, subsignal = self.board.led.partition(".")
-            led = platform.request(resource, 0)
+            led = platform.request(resource, 0, dir="-")
+            m.submodules.led_buf = led_buf = io.Buffer("o", getattr(led, subsignal) if subsignal else led)
             blink = Signal(range(self.board.clock_hz))
             m.d.sync += blink.eq(blink + 1)
-            m.d.comb += (getattr(led, subsignal) if subsignal else led).o.eq(blink[-1])
+            m.d.comb += led_buf.o.eq(blink[-1])
         return m
