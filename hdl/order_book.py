@@ -52,7 +52,7 @@ packet end or clear takes effect as a message of its cycle would
 import functools
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -435,6 +435,12 @@ class OrderBook(wiring.Component):
         The stock locate of each slot (0: unused).
     clear : In(slots)
         Strobe, a bit per slot: clear its unreliable flag.
+    empty : In(1)
+        Strobe: empty the book (every order, level and unreliable flag), for a
+        new run on a loaded board; the table is swept in ``capacity`` cycles.
+    emptying : Out(1)
+        The sweep is under way: messages are not applied (one of a tracked
+        slot marks every slot unreliable), and ``tops`` shows empty books.
     tops : Out(book_tops(slots))
         Registered: best bid and ask and the unreliable flag of each slot.
     depths : Out(book_depths(slots))
@@ -454,6 +460,8 @@ class OrderBook(wiring.Component):
             "stamp": In(Stamp),
             "locates": In(data.ArrayLayout(16, slots)),
             "clear": In(slots),
+            "empty": In(1),
+            "emptying": Out(1),
             "tops": Out(book_tops(slots)),
             "depths": Out(book_depths(slots)),
             "tops_stamp": Out(Stamp),
@@ -472,9 +480,18 @@ class OrderBook(wiring.Component):
         read_new = table.read_port()       # a replace's new reference's bucket
         write = table.write_port()
         sides = [[SideLevels(side=side, levels=self._levels) for side in Side] for _ in range(slots)]
+        # Emptying: every bucket written unused, one per cycle, the levels held at reset meanwhile.
+        emptying = Signal()
+        sweep_index = Signal(index_width)
+        with m.If(self.empty):
+            m.d.sync += [emptying.eq(1), sweep_index.eq(0)]
+        with m.Elif(emptying):
+            m.d.sync += [sweep_index.eq(sweep_index + 1), emptying.eq(sweep_index != capacity - 1)]
+        m.d.comb += self.emptying.eq(emptying)
         for slot in range(slots):
             for side in Side:
-                m.submodules[f"slot{slot}_{side.name.lower()}"] = sides[slot][side.value]
+                m.submodules[f"slot{slot}_{side.name.lower()}"] = ResetInserter(self.empty | emptying)(
+                    sides[slot][side.value])
 
         # --- cycle 0: decode the message, read its buckets ---
         message = self.messages.p
@@ -489,7 +506,7 @@ class OrderBook(wiring.Component):
             for type_, op in _TYPE_OPS.items():
                 with m.Case(ord(type_)):
                     m.d.comb += book_op.eq(op)
-        is_book = arriving & _any(slot_hits) & (book_op != _BookOp.NONE)
+        is_book = arriving & _any(slot_hits) & (book_op != _BookOp.NONE) & ~emptying
 
         command_layout = data.StructLayout({
             "op": _BookOp, "slot": range(slots), "side": Side, "order_ref": 64, "new_order_ref": 64,
@@ -551,8 +568,9 @@ class OrderBook(wiring.Component):
         table_write = Signal(write_layout)
         last_write = Signal(write_layout)
         pending_write = Signal(write_layout)
-        m.d.comb += [write.addr.eq(table_write.addr), write.data.eq(table_write.data),
-                     write.en.eq(table_write.en)]
+        m.d.comb += [write.addr.eq(Mux(emptying, sweep_index, table_write.addr)),
+                     write.data.eq(Mux(emptying, 0, table_write.data.as_value())),
+                     write.en.eq(emptying | table_write.en)]
         m.d.sync += last_write.eq(table_write)
         forward_layout = data.StructLayout({"valid": 1, "data": entry_layout})
 
@@ -697,8 +715,13 @@ class OrderBook(wiring.Component):
         unreliable = Signal(slots)
         held_marks = Mux(held.valid, Mux(held.gap, all_slots, 0) | held.verdict.marks, 0)
         message_marks = Mux(shown, Mux(delayed.gap, all_slots, 0) | verdict.marks, 0)
-        m.d.sync += unreliable.eq(((unreliable | held_marks) & ~delayed.clear)
-                                  | message_marks | delayed.packet_marks)
+        # (a message of a tracked slot while emptying is lost: every slot is then unreliable)
+        missed = Mux(arriving & _any(slot_hits) & emptying, all_slots, 0)
+        with m.If(self.empty):
+            m.d.sync += unreliable.eq(0)
+        with m.Else():
+            m.d.sync += unreliable.eq(((unreliable | held_marks) & ~delayed.clear)
+                                      | message_marks | delayed.packet_marks | missed)
         m.d.sync += [
             self.events.book_gap.eq((held.valid & held.gap_count) | (shown & delayed.gap_count)),
             self.events.book_bad_packet.eq(delayed.bad_packet),

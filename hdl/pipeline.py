@@ -19,7 +19,7 @@ elaborated with the pipeline; a host that builds a ``Pipeline`` for its
 register map alone must not be warned that they were never used.)
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -117,10 +117,10 @@ class Pipeline(wiring.Component):
             counters.update({name: field.width for name, field in data.Layout.cast(stage.events.shape())})
         self._registers = RegisterBlock(
             config=config,
-            strobes={**RX_STROBES, "book_clear": slots, "rearm": 1, "orders_done": 32},
+            strobes={**RX_STROBES, "book_clear": slots, "rearm": 1, "orders_done": 32, "restart": 1},
             state={"rate_burst": 32, "tcp_seq": 32, "token_counter": 32},
             status={"outstanding": 32, "tokens": 32, "probe_trigger_cycle": 32, "probe_tx_cycle": 32,
-                    "book_unreliable": slots},
+                    "book_unreliable": slots, "book_emptying": 1},
             counters=counters,
         )
         self.registers = self._registers.registers
@@ -133,23 +133,28 @@ class Pipeline(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.rx_stages = rx_stages = self._rx_stages
-        m.submodules.order_book = book = self._book
-        m.submodules.trigger = trigger = self._trigger
-        m.submodules.risk_gate = risk = self._risk
-        m.submodules.order_tx = order_tx = self._order_tx
-        m.submodules.fast_trigger = fast_trigger = self._fast_trigger
         m.submodules.registers = registers = self._registers
+        # `restart` (a new run on a loaded board) resets every stage and empties the book; the
+        # registers (configuration and counters) stay.
+        restart = registers.restart
+        rx_stages, book = self._rx_stages, self._book
+        trigger, risk, order_tx, fast_trigger = self._trigger, self._risk, self._order_tx, self._fast_trigger
+        m.submodules.order_book = book
+        m.d.comb += [book.empty.eq(restart), registers.book_emptying.eq(book.emptying)]
+        for name, stage in (("rx_stages", rx_stages), ("trigger", trigger), ("risk_gate", risk),
+                            ("order_tx", order_tx), ("fast_trigger", fast_trigger)):
+            m.submodules[name] = ResetInserter(restart)(stage)
 
         # Cycle stamps: `cycle` counts from reset; `rx_cycle` lags it by the receive path's
         # latency, so a message leaving it is stamped with the cycle its last byte was at rx.
         # `packets_ended` counts packet ends: the index of the packet now being delivered.
+        m.submodules.stamps = stamps = ResetInserter(restart)(Module())
         cycle = Signal(STAMP_WIDTH)
         rx_cycle = Signal(STAMP_WIDTH, init=-RX_LATENCY % 2 ** STAMP_WIDTH)
         packets_ended = Signal(PACKET_INDEX_WIDTH)
-        m.d.sync += [cycle.eq(cycle + 1), rx_cycle.eq(rx_cycle + 1)]
-        with m.If(rx_stages.packet_end.valid):
-            m.d.sync += packets_ended.eq(packets_ended + 1)
+        stamps.d.sync += [cycle.eq(cycle + 1), rx_cycle.eq(rx_cycle + 1)]
+        with stamps.If(rx_stages.packet_end.valid):
+            stamps.d.sync += packets_ended.eq(packets_ended + 1)
 
         wiring.connect(m, wiring.flipped(self.rx), rx_stages.rx)
         for consumer in (book, trigger, fast_trigger):

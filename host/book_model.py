@@ -170,6 +170,14 @@ class BookModel:
             if mask >> slot & 1:
                 self.unreliable[slot] = False
 
+    def empty(self) -> None:
+        """The host's ``book_empty``: no order, no level, no unreliable flag (the counters stay)."""
+        self.table.clear()
+        self.books = [{side: _SideBook() for side in Side} for _ in range(self.slots)]
+        self.unreliable = [False] * self.slots
+        self._touched.clear()
+        self._gap_counted = False
+
     # --- outputs --------------------------------------------------------------------
 
     def tops(self) -> list[InstrumentTop]:

@@ -279,8 +279,8 @@ def cmd_board_simulate(args):
           file=sys.stderr, flush=True)
     with SimulatedBoard(simulator=args.simulator) as board:
         print(board.device, flush=True)
-        print(f"serving: use --device {board.device}; it is fresh for one run (its order book is only empty "
-              f"from reset); Ctrl-C stops it", file=sys.stderr, flush=True)
+        print(f"serving: use --device {board.device}; every run restarts it; Ctrl-C stops it",
+              file=sys.stderr, flush=True)
         while board.running:
             time.sleep(0.5)
     raise DeviceError(f"the simulated board stopped: {board.failure}")

@@ -8,12 +8,11 @@ timing:
 
 - configuration: the same register writes (``register_writes``), made
   through the link's WRITE requests;
-- a board fresh from reset: its order book is only empty then (no register
-  empties it; ``book_clear`` clears the unreliable flags), so a board that
-  has decoded messages since it was loaded is refused with a clear error
-  (load the bitstream again, or restart the simulated board); counters are
-  reported as their increase over the run, so that link checks before it
-  do not count;
+- a fresh start for every run: the ``restart`` strobe resets every stage
+  and empties the order book (its table is swept in ``capacity`` cycles,
+  ``book_emptying`` shows it), so a loaded board serves run after run;
+  the counters are not reset, but reported as their increase over the run,
+  so that link checks and earlier runs do not count;
 - every frame injected into ``rx`` (its beats on consecutive cycles; the
   board stamps its first beat), and the order frames that left ``tx``
   collected after each frame, with the cycle stamp of their first beat;
@@ -35,6 +34,9 @@ from ..hdl.csr import MAGIC, layout_word
 from ..hdl.stream import BEAT_BYTES
 from .board_link import BoardLinkClient, BoardLinkError
 from .device import DeviceError
+
+#: Reads of ``book_emptying`` the backend makes before it gives up on a restart.
+RESTART_POLLS = 100
 
 __all__ = ["SERIAL_PREFIX", "serial_port", "open_serial", "BoardSession", "SerialPipelineDevice", "BoardSniper",
            "pipeline_registers", "DEFAULT_TIMEOUT"]
@@ -90,16 +92,17 @@ class BoardSession:
         self._before = None
 
     def start(self, strategy, *, dst_ip=None, dst_port=None) -> None:
-        """Check the board is fresh (it has decoded no message: see the module docstring), note every
-        counter (a run reports increases) and configure it for ``strategy`` (resolved)."""
+        """Restart the pipeline (every stage reset, the order book emptied: see the module docstring),
+        note every counter (a run reports increases) and configure it for ``strategy`` (resolved)."""
         from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
         from .pipeline_device import register_writes
-        before = self.read(self._counted)
-        if before["msgs"]:
-            raise DeviceError(f"the board has decoded {before['msgs']} messages since it was loaded, so its "
-                              f"order book is not empty: load the bitstream again (tick2trade flash) or restart "
-                              f"the simulated board")
-        self._before = before
+        self.write([("restart", 1)])
+        for _ in range(RESTART_POLLS):  # a read takes longer than the sweep of a 4,096-order table
+            if not self.read(["book_emptying"])["book_emptying"]:
+                break
+        else:
+            raise DeviceError(f"the board's order book is still emptying after {RESTART_POLLS} reads")
+        self._before = self.read(self._counted)
         dst_ip = int(ipaddress.IPv4Address(dst_ip or DEFAULT_DST_IP))
         self.write(register_writes(strategy, dst_ip=dst_ip, dst_port=DEFAULT_DST_PORT if dst_port is None else dst_port))
 

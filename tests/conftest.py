@@ -7,8 +7,7 @@ from tick2trade.sim.runner import available_simulators
 
 @pytest.fixture
 def simulated_board():
-    """A simulated board (sim/simulated_board.py) behind a pseudo-terminal, fresh from reset for each
-    test (a board's order book is only empty then: host/serial_device.py)."""
+    """A simulated board (sim/simulated_board.py) behind a pseudo-terminal, one for each test."""
     reason = available_simulators()["verilator"]
     if reason:
         pytest.skip(reason)

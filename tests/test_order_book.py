@@ -339,6 +339,7 @@ class Cycle:
     stamp: tuple[int, int] = (0, 0)
     packet_end: bool | None = None   # None: no packet end; else its bad flag
     clear: int = 0
+    empty: bool = False
 
 
 @dataclass
@@ -391,6 +392,8 @@ def expected_per_cycle(stimulus, slots, capacity, levels, total_cycles):
     book = BookModel(slots=slots, capacity=capacity, levels=levels, locates=stimulus.locates)
     shows = {}   # cycle -> list of inputs showing then, in input order
     for t, cycle in enumerate(stimulus.cycles):
+        if cycle.empty:  # (in an idle stretch: the levels and flags are reset in the next cycle)
+            shows.setdefault(t + 1, []).append(("empty", None))
         if cycle.clear:
             shows.setdefault(t + BOOK_LATENCY, []).append(("clear", cycle.clear))
         if cycle.packet_end is not None:
@@ -405,7 +408,9 @@ def expected_per_cycle(stimulus, slots, capacity, levels, total_cycles):
     for c in range(total_cycles):
         before = dict(book.counters)
         for kind, what in shows.get(c, []):
-            if kind == "clear":
+            if kind == "empty":
+                book.empty()
+            elif kind == "clear":
                 book.clear(what)
             elif kind == "packet_end":
                 book.packet_end(what)
@@ -478,6 +483,7 @@ def simulate(stimulus, *, slots, capacity, levels, drain=8):
             ctx.set(dut.packet_end.valid, cycle.packet_end is not None)
             ctx.set(dut.packet_end.p.bad, bool(cycle.packet_end))
             ctx.set(dut.clear, cycle.clear)
+            ctx.set(dut.empty, cycle.empty)
             stamp_fields = layout_fields(stamp_layout, ctx.get(stamp))
             samples.append(((ctx.get(tops), ctx.get(depths)), (stamp_fields["cycle"], stamp_fields["packet"]),
                             ctx.get(events)))
@@ -636,6 +642,31 @@ def test_small_builds_random_flow(seed, capacity, levels, corners):
     book = check(stimulus, capacity=capacity, levels=levels)
     assert book.counters["book_collision"] > 0 and book.counters["book_unknown_ref"] > 0
     assert all(book.reached.values()) or not corners, book.reached
+
+
+def test_empty_then_a_new_run_is_a_fresh_book():
+    """After ``empty`` and its sweep, a second flow gives what a fresh model gives it; a message that
+    comes during the sweep is lost and marks every slot unreliable."""
+    capacity = 64
+    first = random_stimulus(8, 300, [LEAD, TARGET, UNTRACKED], tracked=(LEAD, TARGET))
+    second = random_stimulus(9, 300, [LEAD, TARGET, UNTRACKED], tracked=(LEAD, TARGET))
+    idle = [Cycle(empty=True)] + [Cycle() for _ in range(capacity + 2)]
+    stimulus = Stimulus(first.locates, first.cycles + [Cycle() for _ in range(8)] + idle + second.cycles)
+    book = check(stimulus, capacity=capacity, levels=3)
+    fresh = BookModel(slots=2, capacity=capacity, levels=3, locates=second.locates)
+    for cycle in second.cycles:  # (the packet ends and clears too, in their order)
+        if cycle.clear:
+            fresh.clear(cycle.clear)
+        if cycle.packet_end is not None:
+            fresh.packet_end(cycle.packet_end)
+        if cycle.record is not None:
+            fresh.apply(cycle.record)
+    assert book.tops() == fresh.tops() and book.table.keys() == fresh.table.keys()
+
+    during = Stimulus(first.locates, first.cycles + [Cycle(empty=True)]
+                      + [Cycle(record=add(1, "B", 10, 100)), *[Cycle() for _ in range(capacity + 8)]])
+    samples = simulate(during, slots=2, capacity=capacity, levels=3)
+    assert gateware_tops(samples[-1][0][0], 2) == [InstrumentTop(unreliable=True)] * 2
 
 
 def test_three_slots_one_unused():

@@ -219,6 +219,18 @@ def test_small_market_matches_golden_model(device):
         check_with_independent_decoder(frame.data)
 
 
+def test_a_board_serves_run_after_run(simulated_board):
+    """Each run restarts the board: a second market on the same board (its sequence numbers from 1
+    again, its orders in a book the first run left full) equals the golden model's run from scratch."""
+    for seed, messages in ((17, 1_500), (18, 1_500)):
+        frames = snipe_frames(seed, messages)
+        got, want, _model = run_both(simulated_board.device, strategy_with(), frames, idle_probability=0.2,
+                                     seed=5)
+        assert len(want.frames) >= 5
+        assert_same_orders(got, want)
+        assert got.counters == want.counters and got.state == want.state
+
+
 # --- risk: every reason -------------------------------------------------------------------
 
 RISK_CASES = {

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The serial backend's own errors, without a board: device strings, ports that cannot be opened,
-something on the port that is not a tick2trade board, a board that does not answer, a board that
-has traded since it was loaded.
+something on the port that is not a tick2trade board, a board that does not answer, a board whose
+order book does not finish emptying.
 
 Its behaviour against a board is in the device tests of test_pipeline.py and the race test of
 test_pipeline_session.py, on a simulated board behind a pseudo-terminal.
@@ -22,19 +22,25 @@ REGISTERS = pipeline_registers(STRATEGY)
 
 
 class RegisterFile:
-    """A transport that answers READ requests from ``words`` (address -> word, 0 elsewhere), or never
-    answers when ``words`` is None."""
+    """A transport that answers READ requests from ``words`` (address -> word, 0 elsewhere) and takes
+    WRITE requests (noted in ``written``, the words unchanged), or never answers when ``words`` is None."""
 
     def __init__(self, words=None):
-        self.words, self.replies = words, b""
+        self.words, self.replies, self.written = words, b"", []
 
     def write(self, request: bytes):
         command, tag = request[1], request[2]
-        assert command == Command.READ.value, "the session only reads before it configures"
-        address, count = int.from_bytes(request[5:7], "little"), request[7]
-        if self.words is not None:
-            payload = b"".join(self.words.get(address + i, 0).to_bytes(4, "little") for i in range(count))
-            self.replies += encode_reply(Command.READ, tag, Status.OK, payload)
+        if self.words is None:
+            return
+        address = int.from_bytes(request[5:7], "little")
+        if command == Command.WRITE.value:
+            self.written.append(address)
+            self.replies += encode_reply(Command.WRITE, tag, Status.OK, b"")
+            return
+        assert command == Command.READ.value
+        count = request[7]
+        payload = b"".join(self.words.get(address + i, 0).to_bytes(4, "little") for i in range(count))
+        self.replies += encode_reply(Command.READ, tag, Status.OK, payload)
 
     def read(self, count: int) -> bytes:
         data, self.replies = self.replies[:count], self.replies[count:]
@@ -64,11 +70,15 @@ def test_a_board_that_does_not_answer_is_a_device_error():
         BoardSession(RegisterFile(None), REGISTERS, timeout=0.05)
 
 
-def test_a_board_that_has_traded_is_refused_until_reloaded():
-    """Its order book is not empty, and no register empties it: one clear line, nothing written."""
-    board = BoardSession(RegisterFile({0: MAGIC, 1: layout_word(REGISTERS), REGISTERS["msgs"].address: 5}), REGISTERS)
-    with pytest.raises(DeviceError, match="has decoded 5 messages since it was loaded.*load the bitstream again"):
+def test_a_board_whose_book_keeps_emptying_is_a_device_error():
+    """A run starts with a restart; a board that never shows its order book empty is one clear line, and
+    nothing but the restart is written."""
+    words = {0: MAGIC, 1: layout_word(REGISTERS), REGISTERS["book_emptying"].address: 1}
+    transport = RegisterFile(words)
+    board = BoardSession(transport, REGISTERS)
+    with pytest.raises(DeviceError, match="order book is still emptying after 100 reads"):
         board.start(STRATEGY)
+    assert transport.written == [REGISTERS["restart"].address]
 
 
 def test_a_board_built_with_another_configuration_is_refused():
