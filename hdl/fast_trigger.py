@@ -315,15 +315,12 @@ class FastTrigger(wiring.Component):
         is_add = (message.type == ord("A")) | (message.type == ord("F"))
         is_delete = message.type == ord("D")
         is_replace = message.type == ord("U")
-        # The moved side's new order's price: every compare is made on both places (an add's, a
-        # replace's) and the type picks the results, so that the compares start at the message.
-        add_price, replace_price = message.fields.A.price, message.fields.U.price
-        price = Mux(is_replace, replace_price, add_price)
+        price = Mux(is_replace, message.fields.U.price, message.fields.A.price)  # the moved side's new order
         ask_side = Mux(is_add, message.fields.A.side == ord("S"), removes[Side.ASK])
         # Per side moved: the message moves that side's best price, and the candidates can be judged.
         moves = {}
         for side in Side:
-            better = add_price > held[side].price if side is Side.BID else add_price < held[side].price
+            better = price > held[side].price if side is Side.BID else price < held[side].price
             next_level = held[side].depth.next
             moves[side] = Mux(is_add, held[side].ready & (~held[side].known | better),
                               removes[side] & held[side].removable
@@ -340,8 +337,7 @@ class FastTrigger(wiring.Component):
         takes_price = {}
         for side in Side:
             next_level = held[side].depth.next
-            beats_next = (replace_price > next_level.price if side is Side.BID
-                          else replace_price < next_level.price)
+            beats_next = price > next_level.price if side is Side.BID else price < next_level.price
             takes_price[side] = is_add | (is_replace & (~next_level.valid | beats_next))
 
         def moved_to(moved, on_price, on_next, larger):
@@ -355,9 +351,7 @@ class FastTrigger(wiring.Component):
         for side, candidate in candidates.items():
             fires, collar_ok = {}, {}  # by the side moved: the condition holds, the collar passes
             for moved in Side:
-                on_price = [Mux(is_replace, on_replace, on_add) for on_add, on_replace in
-                            zip(judge(side, add_price, *thresholds[moved, side]),
-                                judge(side, replace_price, *thresholds[moved, side]))]
+                on_price = judge(side, price, *thresholds[moved, side])
                 larger = side is Side.BID  # a buy's condition holds for larger sums, its collar for smaller
                 fires[moved] = moved_to(moved, on_price[0], next_fires[moved, side], larger)
                 collar_ok[moved] = moved_to(moved, on_price[1], next_collar_ok[moved, side], not larger)
