@@ -60,7 +60,7 @@ prediction.
 
 Timing: the thresholds are registered from ``tops``, ``depths`` and the
 registers (two cycles, settled within ``quiet``); in the cycle a message
-is at ``messages``, one compare per threshold (and the 64-bit reference
+is at ``messages``, one compare per threshold (and the 32-bit reference
 compare of a removal) and the verdict is registered: a few bits and the
 message's fields. The request at ``fast`` is made of registers in the next
 cycle, with the message's stamp, and so is the state a kept message leaves,
@@ -72,7 +72,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
-from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth, Stamp, book_depths, book_tops
+from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth, Stamp, book_depths,
+                          book_tops)
 from .risk_gate import ForecastOrder
 from .stream import rx_stream
 from .trigger import StrategyKind, _check_slots, _slot_shape
@@ -114,7 +115,7 @@ class _Verdict(data.Struct):
     takes_price: 1    # that side's new best is the message's price (else the side's next level)
     is_add: 1
     price: PRICE_WIDTH
-    new_ref: 64       # the order it added (an A's or F's, a U's new one)
+    new_ref: REFS_WIDTH  # the order it added (an A's or F's, a U's new one), as a level's refs keep it
     stamp: Stamp
 
 
@@ -311,7 +312,8 @@ class FastTrigger(wiring.Component):
         # original one), not from the decoded ones, which pass through a multiplexer by type.
         message = self.messages.p
         order_ref = message.fields.D.order_ref
-        removes = {side: held[side].depth.alone & (order_ref == held[side].depth.best_refs) for side in Side}
+        removes = {side: held[side].depth.alone & (order_ref[:REFS_WIDTH] == held[side].depth.best_refs)
+                   for side in Side}
         is_add = (message.type == ord("A")) | (message.type == ord("F"))
         is_delete = message.type == ord("D")
         is_replace = message.type == ord("U")
@@ -368,7 +370,8 @@ class FastTrigger(wiring.Component):
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
             verdict.is_add.eq(is_add), verdict.price.eq(price), verdict.stamp.eq(self.stamp),
-            verdict.new_ref.eq(Mux(is_replace, message.fields.U.new_order_ref, message.fields.A.order_ref)),
+            verdict.new_ref.eq(Mux(is_replace, message.fields.U.new_order_ref,
+                                   message.fields.A.order_ref)[:REFS_WIDTH]),
         ]
         moved_sum = Mux(verdict.takes_price,
                         verdict.price + Mux(verdict.ask_side, held_state.bid.price, held_state.ask.price),

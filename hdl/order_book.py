@@ -58,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
 from .moldudp64_rx import PacketEnd
-from .order_types import PRICE_WIDTH, SHARES_WIDTH, Quote, Side, SideDepth, Stamp, book_depths, book_tops
+from .order_types import PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, Quote, Side, SideDepth, Stamp, book_depths, book_tops
 from .stream import rx_stream
 
 __all__ = ["OrderBook", "SideLevels", "BookEvents", "LevelRequest", "order_entry", "order_index",
@@ -182,7 +182,7 @@ class SideLevels(wiring.Component):
     """The known price levels of one side of one instrument, and its best level as a ``Quote``.
 
     Keeps ``levels`` levels (price, shares, orders, and ``refs``, the XOR of
-    their orders' references) best first, ``count`` of them known, and
+    the low ``REFS_WIDTH`` bits of their orders' references) best first, ``count`` of them known, and
     ``beyond`` (orders worse than the last known level), by the rules of
     docs/pipeline.md "Price levels and the best bid and offer".
 
@@ -241,7 +241,7 @@ class SideLevels(wiring.Component):
         price = Signal(data.ArrayLayout(PRICE_WIDTH, n))
         shares = Signal(data.ArrayLayout(SHARES_WIDTH, n))
         orders = Signal(data.ArrayLayout(ORDERS_WIDTH, n))
-        refs = Signal(data.ArrayLayout(64, n))
+        refs = Signal(data.ArrayLayout(REFS_WIDTH, n))
         count = Signal(range(n + 1))
         beyond = Signal(BEYOND_WIDTH)
 
@@ -251,7 +251,7 @@ class SideLevels(wiring.Component):
         update = Signal(data.StructLayout({
             "insert_here": n, "shift_down": n, "shift_up": n, "modify": n,
             "add": 1, "leaves": 1, "price": PRICE_WIDTH, "shares_delta": SHARES_WIDTH,
-            "refs_delta": 64,  # the order that joins or leaves its level (0 for a partial take)
+            "refs_delta": REFS_WIDTH,  # the order that joins or leaves its level (0 for a partial take)
             "count_up": 1, "count_down": 1,
             "push_out": 1,     # the last level is pushed out: its orders go to beyond
             "beyond_up": 1,    # an order goes to beyond
@@ -409,7 +409,7 @@ class SideLevels(wiring.Component):
         m.d.comb += [
             decided.add.eq(staged.add), decided.leaves.eq(staged.leaves), decided.price.eq(staged.price),
             decided.shares_delta.eq(Mux(staged.add, staged.shares, -staged.shares)),
-            decided.refs_delta.eq(Mux(staged.add | staged.leaves, staged.order_ref, 0)),
+            decided.refs_delta.eq(Mux(staged.add | staged.leaves, staged.order_ref[:REFS_WIDTH], 0)),
         ]
         m.d.sync += update.eq(decided)
         return m

@@ -7,7 +7,7 @@ a strategy can be swapped without touching its neighbours.
 
 from amaranth.lib import data, enum
 
-__all__ = ["Side", "Quote", "InstrumentTop", "book_tops", "SideDepth", "InstrumentDepth", "book_depths", "Stamp", "OrderRequest", "RejectReason",
+__all__ = ["Side", "Quote", "InstrumentTop", "book_tops", "SideDepth", "InstrumentDepth", "book_depths", "REFS_WIDTH", "Stamp", "OrderRequest", "RejectReason",
            "PRICE_WIDTH", "SHARES_WIDTH", "STAMP_WIDTH", "PACKET_INDEX_WIDTH"]
 
 PRICE_WIDTH = 32
@@ -65,6 +65,12 @@ def book_tops(slots):
     return data.ArrayLayout(InstrumentTop, slots)
 
 
+#: The low bits of an order reference a price level's ``refs`` keep: enough to tell a day's orders
+#: apart (their references are unique and sequential); a match on them alone is at worst a wrong
+#: prediction of the fast path, which it aborts.
+REFS_WIDTH = 32
+
+
 class SideDepth(data.Struct):
     """Beneath the best level of one side: what a removal of its only order would leave.
 
@@ -77,15 +83,15 @@ class SideDepth(data.Struct):
     --------------------
     alone : 1 bit
         The best level is known and holds one order.
-    best_refs : 64 bits
-        The XOR of the best level's order references (its order's reference
-        when ``alone``); 0 when no level is known.
+    best_refs : 32 bits
+        The XOR of the low ``REFS_WIDTH`` bits of the best level's order
+        references (its order's when ``alone``); 0 when no level is known.
     next : Quote
         The quote the side would show without its best level: the second
         level, or none (``unknown`` if orders are beyond the known levels).
     """
     alone: 1
-    best_refs: 64
+    best_refs: REFS_WIDTH
     next: Quote
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..hdl.order_types import REFS_WIDTH
 from .order_types import InstrumentDepth, InstrumentTop, Quote, Side, SideDepth
 
 __all__ = ["order_index", "BookModel", "BOOK_TYPES", "BOOK_COUNTERS"]
@@ -39,6 +40,7 @@ _SHARES_MASK = 0xFFFF_FFFF
 _ORDERS_MASK = 0xFFFF
 _BEYOND_MASK = 0xFFFF
 _COUNTER_MASK = 0xFFFF_FFFF
+_REFS_MASK = (1 << REFS_WIDTH) - 1
 
 
 def order_index(order_ref: int, capacity: int) -> int:
@@ -72,7 +74,7 @@ class _Level:
     price: int
     shares: int
     orders: int
-    refs: int  # XOR of its orders' references: a level of one order names it
+    refs: int  # XOR of its orders' references' low REFS_WIDTH bits: a level of one order names it
 
 
 @dataclass
@@ -220,16 +222,16 @@ class BookModel:
             if level.price == price:
                 level.shares = (level.shares + shares) & _SHARES_MASK
                 level.orders = (level.orders + 1) & _ORDERS_MASK
-                level.refs ^= ref
+                level.refs ^= ref & _REFS_MASK
                 return
         position = next((j for j, level in enumerate(book.levels) if book.better(side, price, level.price)), None)
         if position is not None:
-            book.levels.insert(position, _Level(price, shares, 1, ref))
+            book.levels.insert(position, _Level(price, shares, 1, ref & _REFS_MASK))
             if len(book.levels) > self.levels:
                 pushed = book.levels.pop()
                 book.beyond = (book.beyond + pushed.orders) & _BEYOND_MASK
         elif len(book.levels) < self.levels and book.beyond == 0:
-            book.levels.append(_Level(price, shares, 1, ref))
+            book.levels.append(_Level(price, shares, 1, ref & _REFS_MASK))
         else:
             book.beyond = (book.beyond + 1) & _BEYOND_MASK
 
@@ -241,7 +243,7 @@ class BookModel:
             if level.price == price:
                 level.shares = (level.shares - shares) & _SHARES_MASK
                 level.orders = (level.orders - orders) & _ORDERS_MASK
-                level.refs ^= leaving or 0
+                level.refs ^= (leaving or 0) & _REFS_MASK
                 if level.orders == 0:
                     del book.levels[j]
                 return

@@ -36,7 +36,7 @@ from stage_harness import layout_fields, pack_fields
 
 from tick2trade.hdl.fast_trigger import FAST_LATENCY, FAST_SETTLE_CYCLES, FastTrigger
 from tick2trade.hdl.order_types import OrderRequest as RequestLayout
-from tick2trade.hdl.order_types import Stamp
+from tick2trade.hdl.order_types import REFS_WIDTH, Stamp
 from tick2trade.hdl.risk_gate import FORECAST_LATENCY, RiskGate
 from tick2trade.hdl.trigger import StrategyKind
 from tick2trade.host.book_model import BookModel, order_index
@@ -45,6 +45,7 @@ from tick2trade.host.risk_model import RiskLimits, RiskModel
 from tick2trade.host.trigger_model import Strategy, StrategyConfig, TriggerModel
 
 LEAD_LOCATE, TARGET_LOCATE = 7, 9
+REFS_MASK = (1 << REFS_WIDTH) - 1
 RISK_PORTS = ("kill", "max_qty", "max_notional", "collar", "position", "max_long", "max_short", "max_outstanding")
 
 
@@ -404,7 +405,7 @@ def predicted(case):
         return True
     ref = record["order_ref"] if record["type"] == "D" else record["original_order_ref"]
     depth = next((depth for depth in (case.depths[0].bid, case.depths[0].ask)
-                  if depth.alone and depth.best_refs == ref), None)
+                  if depth.alone and depth.best_refs == ref & REFS_MASK), None)
     if depth is None:
         return False
     return depth.next.valid if record["type"] == "D" else not depth.next.unknown
