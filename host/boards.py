@@ -66,7 +66,7 @@ FULL = Configuration(
 
 #: The ULX3S's full build: with nextpnr's default placement density its router2 stopped
 #: converging (the overused wires fell to about 1400, then rose again for 15 iterations); placed at
-#: 70% density at most it routes (docs/boards.md).
+#: 70% density at most it routed, until the fast path grew: today it does not (docs/boards.md).
 FULL_SPREAD = dataclasses.replace(FULL, nextpnr_opts=("--placer-heap-beta", "0.7"))
 
 #: The iCE40 UP5K (5280 logic cells, 30 block RAMs, 8 DSPs) cannot hold the pipeline (about 15k
