@@ -236,9 +236,12 @@ class Blinky(Elaboratable):
         m.d.comb += sync.clk.eq(clk.i)
         count = Signal(24)
         m.d.sync += count.eq(count + 1)
-        m.d.comb += platform.request("led", 0).o.eq(count[-1])
-        uart = platform.request("uart", 0)
-        m.d.comb += uart.tx.o.eq(uart.rx.i)
+        m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.d.comb += led.o.eq(count[-1])
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += uart_tx.o.eq(uart_rx.i)
         return m
 
 
