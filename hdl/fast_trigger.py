@@ -47,11 +47,20 @@ Back-to-back messages: the messages of a packet come a few cycles apart,
 before the book shows the one before (``quiet`` needs ``QUIET_CYCLES`` of
 the ``Pipeline`` after each). A message the fast path predicts and on which
 nothing fires (no condition of the strategy starts to hold: the exact path
-makes no request) is "kept": the lead state it leaves (the side's new
-price, the sum; beneath it the added order alone at its level over the
-level it beat, or, after a removal that leaves the next level best, nothing
-known) replaces the book's in the first cycle's registers, and the next
-message of the lead, three cycles or more later, is judged on it. The state
+makes no request) is "kept": the lead state it leaves replaces the book's
+in the first cycle's registers, and the next message of the lead, three
+cycles or more later, is judged on it. That state is the side's new price
+and the sum, and beneath the price what the book's ``depths`` showed
+(which of the best two levels holds one order, and which; the quotes of the
+second and third levels) moved as the message moves the levels: an add or
+a replace that takes the best price is alone there, over the levels it
+passed; after a removal that leaves the next level best, that level is
+named as the second was, over the third, or over a replace's order where it
+goes between (else what is below is left unknown, and the fast path judges
+no removal there until the book shows it). So the market maker's requote
+that moves the best bid or offer away (a replace to a worse price, then
+deletes of the background orders it leaves best) is judged message by
+message. The state
 stays ahead of the book until ``quiet`` (the book has caught up), and is
 dropped by any message the fast path did not keep and by anything
 ``disturbed`` names. If a prediction was wrong, the exact path's orders
@@ -114,6 +123,7 @@ class _Verdict(data.Struct):
     ask_side: 1       # the side of the lead it moved
     takes_price: 1    # that side's new best is the message's price (else the side's next level)
     is_add: 1
+    is_replace: 1
     price: PRICE_WIDTH
     new_ref: REFS_WIDTH  # the order it added (an A's or F's, a U's new one), as a level's refs keep it
     stamp: Stamp
@@ -369,7 +379,8 @@ class FastTrigger(wiring.Component):
             verdict.fire.eq(Cat(fire[Side.BID], fire[Side.ASK])), verdict.keep.eq(keep),
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
-            verdict.is_add.eq(is_add), verdict.price.eq(price), verdict.stamp.eq(self.stamp),
+            verdict.is_add.eq(is_add), verdict.is_replace.eq(is_replace), verdict.price.eq(price),
+            verdict.stamp.eq(self.stamp),
             verdict.new_ref.eq(Mux(is_replace, message.fields.U.new_order_ref,
                                    message.fields.A.order_ref)[:REFS_WIDTH]),
         ]
@@ -377,23 +388,33 @@ class FastTrigger(wiring.Component):
                         verdict.price + Mux(verdict.ask_side, held_state.bid.price, held_state.ask.price),
                         Mux(verdict.ask_side, held_next_sum[Side.ASK], held_next_sum[Side.BID]))
 
-        # The state a kept message leaves: its side's new price, and beneath it the order it added,
-        # over the level it beat; after a removal that leaves the next level best, what is beneath
-        # that is not known here.
+        # The state a kept message leaves: its side's new price, and beneath it what the levels it
+        # passed show (the best two levels are named by their refs; see "Back-to-back messages").
         m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1), predicted.sum.eq(moved_sum)]
         for side, view in sides_of(predicted).items():
             with m.If(verdict.ask_side == (side is Side.ASK)):
-                old = held[side]
-                m.d.comb += [view.price.eq(Mux(verdict.takes_price, verdict.price, old.depth.next.price)),
+                old = held[side].depth
+                m.d.comb += [view.price.eq(Mux(verdict.takes_price, verdict.price, old.next.price)),
                              view.known.eq(1), view.ready.eq(1), view.removable.eq(1)]
-                with m.If(verdict.takes_price):
-                    m.d.comb += [view.depth.alone.eq(1), view.depth.best_refs.eq(verdict.new_ref)]
-                    with m.If(verdict.is_add):  # the old best, if any, is next (its shares are not used
-                        # here); nothing was beyond an empty side
-                        m.d.comb += [view.depth.next.valid.eq(old.known), view.depth.next.unknown.eq(0),
-                                     view.depth.next.price.eq(old.price)]
-                with m.Else():  # (no removal is judged beneath a best level of unknown orders)
-                    m.d.comb += [view.depth.alone.eq(0), view.depth.best_refs.eq(0)]
+                beneath = view.depth
+                with m.If(verdict.takes_price):  # the message's order alone at the best level
+                    m.d.comb += [beneath.alone.eq(1), beneath.best_refs.eq(verdict.new_ref)]
+                    with m.If(verdict.is_add):  # over the old best (none beyond an empty side); a replace
+                        # that beats the next level leaves the levels beneath as they were
+                        m.d.comb += [beneath.next.valid.eq(held[side].known), beneath.next.unknown.eq(0),
+                                     beneath.next.price.eq(held[side].price), beneath.next_alone.eq(old.alone),
+                                     beneath.next_refs.eq(old.best_refs), beneath.third.eq(old.next)]
+                with m.Else():  # the next level is best now, over the third (or over a replace's order)
+                    replaced_below = verdict.is_replace & (verdict.price != old.next.price)
+                    third_ahead = ((old.third.price > verdict.price) if side is Side.BID
+                                   else (old.third.price < verdict.price)) | (old.third.price == verdict.price)
+                    m.d.comb += [beneath.alone.eq(old.next_alone & (~verdict.is_replace | replaced_below)),
+                                 beneath.best_refs.eq(old.next_refs),
+                                 beneath.next.eq(old.third), beneath.next_alone.eq(0), beneath.next_refs.eq(0),
+                                 beneath.third.valid.eq(0), beneath.third.unknown.eq(1)]
+                    with m.If(replaced_below & ~(old.third.valid & third_ahead) & ~old.third.unknown):
+                        m.d.comb += [beneath.next.valid.eq(1), beneath.next.price.eq(verdict.price),
+                                     beneath.next_alone.eq(1), beneath.next_refs.eq(verdict.new_ref)]
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         bought = verdict.fire[Side.BID.value]  # a buy first, as the strategy sends them

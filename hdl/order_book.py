@@ -211,8 +211,9 @@ class SideLevels(wiring.Component):
         Registered: valid when a level is known (level 0's price and shares,
         else 0), unknown when none is but ``beyond`` is not 0.
     depth : Out(SideDepth)
-        Registered with ``quote``: level 0's ``refs`` and whether it holds one
-        order, and level 1 as the quote the side shows without level 0.
+        Registered with ``quote``: levels 0 and 1's ``refs`` and whether each
+        holds one order, and levels 1 and 2 as the quotes the side shows
+        without the levels above them.
     mismatch : Out(1)
         In step 2 of a take: its price is in no known level and ``beyond``
         is 0 (the book disagrees with the order table).
@@ -301,11 +302,14 @@ class SideLevels(wiring.Component):
                 self.quote.shares.eq(next_shares[0]),
                 self.depth.alone.eq(next_orders[0] == 1),
                 self.depth.best_refs.eq(next_refs[0]),
-                self.depth.next.valid.eq(next_count >= 2),
-                self.depth.next.unknown.eq((next_count < 2) & (next_beyond != 0)),
             ]
+            for index, quote in ((1, self.depth.next), (2, self.depth.third)):
+                m.d.sync += [quote.valid.eq(next_count > index),
+                             quote.unknown.eq((next_count <= index) & (next_beyond != 0))]
+                if index < n:
+                    m.d.sync += [quote.price.eq(next_price[index]), quote.shares.eq(next_shares[index])]
             if n >= 2:
-                m.d.sync += [self.depth.next.price.eq(next_price[1]), self.depth.next.shares.eq(next_shares[1])]
+                m.d.sync += [self.depth.next_alone.eq(next_orders[1] == 1), self.depth.next_refs.eq(next_refs[1])]
 
         # --- step 1: compare with the state after the update in flight ---
         # The prices are compared with next_price (a multiplexer, then the carry chain); orders

@@ -77,7 +77,9 @@ class SideDepth(data.Struct):
     The fast path (``hdl/fast_trigger.py``) reads it to judge a delete or a
     replace without the order table: a best level of one order names that
     order, so a message of that reference empties the level, and ``next``
-    becomes the side's quote.
+    becomes the side's quote. The second level is named the same way, and
+    the third shown, so that the fast path can judge a removal from the
+    second level too once one before it has emptied the best.
 
     Interface attributes
     --------------------
@@ -89,10 +91,17 @@ class SideDepth(data.Struct):
     next : Quote
         The quote the side would show without its best level: the second
         level, or none (``unknown`` if orders are beyond the known levels).
+    next_alone, next_refs : 1 bit, 32 bits
+        ``alone`` and ``best_refs`` of the second level.
+    third : Quote
+        The quote the side would show without its first two levels.
     """
     alone: 1
     best_refs: REFS_WIDTH
     next: Quote
+    next_alone: 1
+    next_refs: REFS_WIDTH
+    third: Quote
 
 
 class InstrumentDepth(data.Struct):

@@ -92,13 +92,23 @@ class _SideBook:
         return Quote(valid=False, unknown=self.beyond > 0)
 
     def depth(self) -> SideDepth:
-        """The best level's references, and the quote the side shows once the best level is gone."""
-        if len(self.levels) >= 2:
-            after = Quote(valid=True, unknown=False, price=self.levels[1].price, shares=self.levels[1].shares)
-        else:
-            after = Quote(valid=False, unknown=self.beyond > 0)
-        best = self.levels[0] if self.levels else None
-        return SideDepth(alone=best is not None and best.orders == 1, best_refs=best.refs if best else 0, next=after)
+        """The best two levels' references, and the quotes the side shows once they are gone."""
+        def level(index):
+            if index < len(self.levels):
+                return self.levels[index]
+            return None
+
+        def quote_of(index):
+            if level(index) is None:
+                return Quote(valid=False, unknown=self.beyond > 0)
+            return Quote(valid=True, unknown=False, price=level(index).price, shares=level(index).shares)
+
+        def named(index):
+            return level(index) is not None and level(index).orders == 1, level(index).refs if level(index) else 0
+
+        (alone, best_refs), (next_alone, next_refs) = named(0), named(1)
+        return SideDepth(alone=alone, best_refs=best_refs, next=quote_of(1), next_alone=next_alone,
+                         next_refs=next_refs, third=quote_of(2))
 
 
 class BookModel:

@@ -33,6 +33,9 @@ class SideDepth:
     alone: bool = False
     best_refs: int = 0
     next: Quote = Quote()
+    next_alone: bool = False
+    next_refs: int = 0
+    third: Quote = Quote()
 
 
 @dataclass(frozen=True)

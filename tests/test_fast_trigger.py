@@ -168,11 +168,11 @@ class LeadBook:
     refs: object          # fresh references, each in a bucket of its own
 
 
-def lead_book(rng, second_at_boundary, empty_side):
-    """Target quotes and lead levels (the best often one order alone, sometimes orders beyond the known
-    levels, the second level's price at a boundary of a condition or of the collar with the chance
-    ``second_at_boundary``, a side empty with the chance ``empty_side``); None if the state fires by itself
-    (it is not quiet)."""
+def lead_book(rng, *, second_at_boundary, empty_side, boundary_level=1, alone=0.5):
+    """Target quotes and lead levels (the best often one order alone, a deeper level with the chance
+    ``alone``, sometimes orders beyond the known levels, the price of level ``boundary_level`` (1: the
+    second) at a boundary of a condition or of the collar with the chance ``second_at_boundary``, a side
+    empty with the chance ``empty_side``); None if the state fires by itself (it is not quiet)."""
     book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
     refs = iter(rng.sample(range(1, 4096), 80))  # distinct buckets: no collisions
     base = rng.choice([100, 10_000, 2 ** 31])
@@ -196,19 +196,20 @@ def lead_book(rng, second_at_boundary, empty_side):
         prices = [best]
         for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):
             prices.append(prices[-1] + sign * rng.randint(1, 6))
-        if len(prices) > 1 and rng.random() < second_at_boundary:
+        if len(prices) > boundary_level and rng.random() < second_at_boundary:
             other_best = base + spread if side == "bid" else base
-            if side == "bid":  # the second bid lowers the sum across a sell's limit
+            if side == "bid":  # a deeper bid lowers the sum across a sell's limit
                 limit = 2 * (target["bid"].price - rng.choice([config.edge, limits.collar]))
-            else:              # the second ask raises it across a buy's
+            else:              # a deeper ask raises it across a buy's
                 limit = 2 * (target["ask"].price + rng.choice([config.edge, limits.collar]) + 1)
-            second = limit - other_best + rng.randint(-2, 1)
-            if (second < best) if side == "bid" else (second > best):
-                prices[1] = second
-                prices[2:] = [p for p in sorted(prices[2:], reverse=side == "bid")
-                              if ((p < second) if side == "bid" else (p > second))]
+            deeper = limit - other_best + rng.randint(-2, 1)
+            above = prices[boundary_level - 1]
+            if (deeper < above) if side == "bid" else (deeper > above):
+                prices[boundary_level] = deeper
+                prices[boundary_level + 1:] = [p for p in sorted(prices[boundary_level + 1:], reverse=side == "bid")
+                                               if ((p < deeper) if side == "bid" else (p > deeper))]
         for level, price in enumerate(prices):
-            for _ in range(1 if level == 0 and rng.random() < 0.8 else rng.randint(1, 2)):
+            for _ in range(1 if rng.random() < (0.8 if level == 0 else alone) else 2):
                 ref = next(refs) | rng.getrandbits(32) << 32
                 book.apply(add_record(LEAD_LOCATE, ref, code, max(0, price), rng.randint(1, 500)))
                 live[ref] = side
@@ -257,12 +258,43 @@ def lead_message(rng, state, types, at_boundary, *, best_only=False):
             "price": price, "shares": shares}
 
 
-def lead_case(rng, types, length, *, settle=False):
+def worse_replace(rng, state):
+    """A market maker's requote away from the book: a U of a side's best order, alone at its level, to a
+    price worse than the second level (at it, between it and the third, at the third, or beyond); None
+    if no side has such an order."""
+    depths, lead = state.book.depths()[0], state.book.tops()[0]
+    sides = [side for side in ("bid", "ask") if getattr(depths, side).alone and getattr(depths, side).next.valid]
+    if not sides:
+        return None
+    side = rng.choice(sides)
+    ref = next(ref for ref, own in state.live.items() if own == side
+               and state.book.table[order_index(ref, 4096)].price == getattr(lead, side).price)
+    levels, _ = state.book.side_levels(0, Side.BID if side == "bid" else Side.ASK)
+    worse = -1 if side == "bid" else 1
+    prices = [levels[1][0], levels[1][0] + worse * rng.randint(1, 8)]
+    if len(levels) > 2:
+        prices += [levels[2][0], (levels[1][0] + levels[2][0]) // 2, levels[2][0] + worse * rng.randint(1, 3)]
+    other = (lead.ask if side == "bid" else lead.bid).price
+    for limit in (state.config.edge, state.limits.collar):  # where the sum crosses a condition or the collar
+        for boundary in (2 * (state.target["ask"].price + limit + 1) - other + rng.randint(-2, 1),
+                         2 * (state.target["bid"].price - limit) - other + rng.randint(-2, 1)):
+            if (boundary - levels[1][0]) * worse > 0:
+                prices += [boundary] * 2
+    new_ref = next(state.refs) | rng.getrandbits(32) << 32
+    del state.live[ref]
+    state.live[new_ref] = side
+    return {"type": "U", "locate": LEAD_LOCATE, "original_order_ref": ref, "new_order_ref": new_ref,
+            "price": max(0, rng.choice(prices)), "shares": rng.randint(1, 500)}
+
+
+def lead_case(rng, types, length, *, settle=False, first=None, **book):
     """A quiet state, then ``length`` lead messages of ``types``, 2 to 5 cycles apart; None if the state is
     not quiet. The exact path's orders: the models applied message by message. ``settle``: the messages
     before the last mostly move the lead's prices without crossing a boundary, and the last one is at
-    one."""
-    state = lead_book(rng, 0.2 if settle else 0.8, 0.1 if settle else 0.05)
+    one. ``first(rng, state)``, if given, makes the first message (None: no case); ``book`` are further
+    keyword arguments of ``lead_book``."""
+    state = lead_book(rng, **{"second_at_boundary": 0.2 if settle else 0.8, "empty_side": 0.1 if settle else 0.05,
+                              **book})
     if state is None:
         return None
     tops, depths = state.book.tops(), state.book.depths()
@@ -272,7 +304,12 @@ def lead_case(rng, types, length, *, settle=False):
     records, orders = [], []
     for index in range(length):
         settling = settle and index < length - 1
-        record = lead_message(rng, state, types, 0.1 if settling else 0.9, best_only=settling)
+        if index == 0 and first is not None:
+            record = first(rng, state)
+            if record is None:
+                return None
+        else:
+            record = lead_message(rng, state, types, 0.1 if settling else 0.9, best_only=settling)
         state.book.apply(record)
         state.live = {ref: side for ref, side in state.live.items()  # an unknown reference's replace adds nothing
                       if getattr(state.book.table.get(order_index(ref, 4096)), "order_ref", None) == ref}
@@ -289,6 +326,13 @@ def removal_case(rng):
 
 def chain_case(rng):
     return lead_case(rng, "DUUA", rng.randint(2, 4), settle=True)
+
+
+def requote_case(rng):
+    """A requote away from the book, then removals, mostly of the level it leaves best (alone, as the
+    background orders of the snipe's market often are), the level beneath it at a boundary."""
+    return lead_case(rng, "DDU", rng.randint(2, 3), settle=True, first=worse_replace,
+                     second_at_boundary=0.8, boundary_level=2, alone=0.9)
 
 
 # --- the bench -----------------------------------------------------------------------
@@ -340,9 +384,10 @@ def run_cases(cases):
                 for side in ("bid", "ask"):
                     set_quote(ctx, getattr(fast.tops[slot], side), getattr(top, side))
                     side_depth, port = getattr(depth, side), getattr(fast.depths[slot], side)
-                    ctx.set(port.alone, side_depth.alone)
-                    ctx.set(port.best_refs, side_depth.best_refs)
+                    for name in ("alone", "best_refs", "next_alone", "next_refs"):
+                        ctx.set(getattr(port, name), int(getattr(side_depth, name)))
                     set_quote(ctx, port.next, side_depth.next)
+                    set_quote(ctx, port.third, side_depth.third)
                 ctx.set(fast.tops[slot].unreliable, top.unreliable)
             ctx.set(fast.locates[0], LEAD_LOCATE)
             ctx.set(fast.locates[1], TARGET_LOCATE)
@@ -460,7 +505,23 @@ def test_back_to_back_lead_messages_never_send_another_order(seed):
     """Messages 2 to 5 cycles apart, before the book shows them: the first is judged as alone; on a later
     one the fast path may stay silent (it keeps only what it predicted), but what it sends is the exact
     path's order for that message, on the state the messages before it left."""
-    cases = make_cases(chain_case, random.Random(f"fast_trigger/chain/{seed}"), 500)
+    later = check_chains(make_cases(chain_case, random.Random(f"fast_trigger/chain/{seed}"), 500))
+    assert later >= 5, f"orders on later messages: {later}"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_removals_after_a_requote_away_from_the_book_match_the_exact_path(seed):
+    """A replace of a side's only best order to a worse price leaves the second level best: the deletes
+    and replaces of its order, and of the level beneath, are judged on what the book showed of them
+    (the replace's order placed among them)."""
+    later = check_chains(make_cases(requote_case, random.Random(f"fast_trigger/requote/{seed}"), 1000))
+    assert later >= 25, f"orders after the requote: {later}"
+
+
+def check_chains(cases):
+    """Runs ``cases`` (chains of messages): the first message is judged as alone, and what the fast path
+    sends on a later one is the exact path's order for it, on the state the messages before it left.
+    Returns how many orders it sent on later messages."""
     got = run_cases(cases)
     later = 0
     for number, (case, outputs) in enumerate(zip(cases, got)):
@@ -473,7 +534,7 @@ def test_back_to_back_lead_messages_never_send_another_order(seed):
                 f"case {number}, message {index} {case.records[index]}: fast {outputs[index]}, exact path {want}"
             assert not any(case.orders[:index]), "only after messages on which the exact path sent nothing"
             later += 1
-    assert later >= 5, f"orders on later messages: {later}"
+    return later
 
 
 def test_add_to_an_empty_side_then_its_delete_leaves_the_side_empty():
@@ -496,6 +557,35 @@ def test_add_to_an_empty_side_then_its_delete_leaves_the_side_empty():
         orders.append(model.evaluate(book.tops(), record))
     assert orders == [[], []] and not tops[0].bid.valid
     assert run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3])]) == [[None, None]]
+
+
+@pytest.mark.parametrize("requote_price", [106, 108])
+def test_a_requote_away_then_the_delete_of_the_level_it_leaves_best_is_sent_fast(requote_price):
+    """The snipe market's lead move: the market maker replaces its best offer (102, alone) by a worse one
+    (at the third level, 106, or beyond it), leaving a background offer (104, alone) best; its delete
+    raises the lead's offer to 106 and the buy fires. The fast path sends it from the state the replace
+    left, named from the book's second and third levels."""
+    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    for locate, ref, side, price in ((TARGET_LOCATE, 1, "B", 100), (TARGET_LOCATE, 2, "S", 102),
+                                     (LEAD_LOCATE, 3, "B", 100), (LEAD_LOCATE, 4, "S", 102),
+                                     (LEAD_LOCATE, 5, "S", 104), (LEAD_LOCATE, 6, "S", 106)):
+        book.apply(add_record(locate, ref, side, price, 50))
+    config = StrategyConfig(strategy=Strategy.SNIPE, lead_slot=0, target_slot=1, edge=0, order_size=10)
+    limits = RiskLimits(max_qty=10_000, max_notional=2 ** 63, collar=1_000, max_long=10_000, max_short=10_000,
+                        max_outstanding=5, rate_burst=3)
+    tops, depths = book.tops(), book.depths()
+    records = [{"type": "U", "locate": LEAD_LOCATE, "original_order_ref": 4, "new_order_ref": 7,
+                "price": requote_price, "shares": 50},
+               {"type": "D", "locate": LEAD_LOCATE, "order_ref": 5}]
+    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    assert not model.evaluate(tops)
+    orders = []
+    for record in records:
+        book.apply(record)
+        orders.append(model.evaluate(book.tops(), record))
+    assert orders[0] == [] and orders[1], "the delete fires the buy on the exact path"
+    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3])])
+    assert got == [[None, as_output(orders[1][0], 1)]]
 
 
 @pytest.mark.parametrize("slots", [0, 257, "2"])

@@ -454,7 +454,8 @@ def gateware_depths(value, slots):
     def side_depth(side_value):
         fields = layout_fields(SideDepthLayout, side_value)
         return SideDepth(alone=bool(fields["alone"]), best_refs=fields["best_refs"],
-                         next=gateware_quote(fields["next"]))
+                         next=gateware_quote(fields["next"]), next_alone=bool(fields["next_alone"]),
+                         next_refs=fields["next_refs"], third=gateware_quote(fields["third"]))
 
     depths = []
     for slot in range(slots):
