@@ -57,10 +57,13 @@ a replace that takes the best price is alone there, over the levels it
 passed; after a removal that leaves the next level best, that level is
 named as the second was, over the third, or over a replace's order where it
 goes between (else what is below is left unknown, and the fast path judges
-no removal there until the book shows it). So the market maker's requote
-that moves the best bid or offer away (a replace to a worse price, then
-deletes of the background orders it leaves best) is judged message by
-message. The state
+no removal there until the book shows it). A lead message that leaves the
+best prices as they are is kept too, its state the same but beneath the
+best: an add behind a side's best price (joining it, or at or between the
+levels beneath), or a delete of the second level's only order. So the
+market maker's requote that moves the best bid or offer away (a replace to
+a worse price, then deletes of the background orders it leaves best, or
+beneath them) is judged message by message. The state
 stays ahead of the book until ``quiet`` (the book has caught up), and is
 dropped by any message the fast path did not keep and by anything
 ``disturbed`` names. If a prediction was wrong, the exact path's orders
@@ -120,6 +123,7 @@ class _Verdict(data.Struct):
     """What the fast path decided on a message, and the fields it needs of it a cycle later."""
     fire: 2           # per side (index Side): its order is sent
     keep: 1           # the message was predicted and nothing fired on it: its state replaces the book's
+    still: 1          # of those, one that leaves the best prices as they are (behind them)
     ask_side: 1       # the side of the lead it moved
     takes_price: 1    # that side's new best is the message's price (else the side's next level)
     is_add: 1
@@ -321,27 +325,38 @@ class FastTrigger(wiring.Component):
         # are taken from the views of the body (an F's at an A's places, a D's reference at a U's
         # original one), not from the decoded ones, which pass through a multiplexer by type.
         message = self.messages.p
+
+        def better_than(side, price, than):
+            return price > than if side is Side.BID else price < than
+
         order_ref = message.fields.D.order_ref
         removes = {side: held[side].depth.alone & (order_ref[:REFS_WIDTH] == held[side].depth.best_refs)
                    for side in Side}
+        removes_second = {side: held[side].depth.next_alone & (order_ref[:REFS_WIDTH] == held[side].depth.next_refs)
+                          for side in Side}
         is_add = (message.type == ord("A")) | (message.type == ord("F"))
         is_delete = message.type == ord("D")
         is_replace = message.type == ord("U")
         price = Mux(is_replace, message.fields.U.price, message.fields.A.price)  # the moved side's new order
-        ask_side = Mux(is_add, message.fields.A.side == ord("S"), removes[Side.ASK])
+        ask_side = Mux(is_add, message.fields.A.side == ord("S"), removes[Side.ASK] | removes_second[Side.ASK])
         # Per side moved: the message moves that side's best price, and the candidates can be judged.
         moves = {}
+        stays = {}  # per side: the message leaves its best price as it is (an add behind it, a delete of
+        # the second level's only order), and the state stays known
         for side in Side:
-            better = price > held[side].price if side is Side.BID else price < held[side].price
+            better = better_than(side, price, held[side].price)
             next_level = held[side].depth.next
             moves[side] = Mux(is_add, held[side].ready & (~held[side].known | better),
                               removes[side] & held[side].removable
                               & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
+            stays[side] = held[side].removable & Mux(is_add, held[side].known & ~better,
+                                                     is_delete & removes_second[side])
         # `held_state` is the state this message finds: the book's, or a kept message's (three
         # cycles or more before).
         judged = self.quiet | (ahead & ~verdict.keep & ~applied)
-        lead_move = (self.messages.valid & judged & ~message.gap & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
-                     & (message.locate == held_locate) & (held_locate != 0))
+        of_lead = self.messages.valid & judged & ~message.gap & (message.locate == held_locate) & (held_locate != 0)
+        lead_move = of_lead & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
+        still = of_lead & Mux(ask_side, stays[Side.ASK], stays[Side.BID])
         # A replace's new best is the better of its price and the next level (if any); the lead's sum
         # follows. A condition on S that holds for larger S holds on the better of two prices if it
         # holds on either for the bid (the larger), on both for the ask (the smaller); the other way
@@ -349,7 +364,7 @@ class FastTrigger(wiring.Component):
         takes_price = {}
         for side in Side:
             next_level = held[side].depth.next
-            beats_next = price > next_level.price if side is Side.BID else price < next_level.price
+            beats_next = better_than(side, price, next_level.price)
             takes_price[side] = is_add | (is_replace & (~next_level.valid | beats_next))
 
         def moved_to(moved, on_price, on_next, larger):
@@ -371,12 +386,12 @@ class FastTrigger(wiring.Component):
             newly[side] = lead_move & Mux(ask_side, fires[Side.ASK], fires[Side.BID]) & ~candidate.holds
             fire[side] = (newly[side] & Mux(ask_side, collar_ok[Side.ASK], collar_ok[Side.BID])
                           & candidate.formable & self.risk_ok[side.value])
-        m.d.comb += keep.eq(lead_move & ~newly[Side.BID] & ~newly[Side.ASK])
+        m.d.comb += keep.eq((lead_move & ~newly[Side.BID] & ~newly[Side.ASK]) | still)
         # All that is decided on the message is registered (a few bits), with its fields; the
         # request and the state a kept message leaves are made of registers in the next cycle
         # (`held_*` and the candidates hold still around a judged message).
         m.d.sync += [
-            verdict.fire.eq(Cat(fire[Side.BID], fire[Side.ASK])), verdict.keep.eq(keep),
+            verdict.fire.eq(Cat(fire[Side.BID], fire[Side.ASK])), verdict.keep.eq(keep), verdict.still.eq(still),
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
             verdict.is_add.eq(is_add), verdict.is_replace.eq(is_replace), verdict.price.eq(price),
@@ -390,31 +405,54 @@ class FastTrigger(wiring.Component):
 
         # The state a kept message leaves: its side's new price, and beneath it what the levels it
         # passed show (the best two levels are named by their refs; see "Back-to-back messages").
-        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1), predicted.sum.eq(moved_sum)]
+        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1),
+                     predicted.sum.eq(Mux(verdict.still, held_state.sum, moved_sum))]
+
         for side, view in sides_of(predicted).items():
             with m.If(verdict.ask_side == (side is Side.ASK)):
                 old = held[side].depth
-                m.d.comb += [view.price.eq(Mux(verdict.takes_price, verdict.price, old.next.price)),
-                             view.known.eq(1), view.ready.eq(1), view.removable.eq(1)]
                 beneath = view.depth
-                with m.If(verdict.takes_price):  # the message's order alone at the best level
-                    m.d.comb += [beneath.alone.eq(1), beneath.best_refs.eq(verdict.new_ref)]
-                    with m.If(verdict.is_add):  # over the old best (none beyond an empty side); a replace
-                        # that beats the next level leaves the levels beneath as they were
-                        m.d.comb += [beneath.next.valid.eq(held[side].known), beneath.next.unknown.eq(0),
-                                     beneath.next.price.eq(held[side].price), beneath.next_alone.eq(old.alone),
-                                     beneath.next_refs.eq(old.best_refs), beneath.third.eq(old.next)]
-                with m.Else():  # the next level is best now, over the third (or over a replace's order)
-                    replaced_below = verdict.is_replace & (verdict.price != old.next.price)
-                    third_ahead = ((old.third.price > verdict.price) if side is Side.BID
-                                   else (old.third.price < verdict.price)) | (old.third.price == verdict.price)
-                    m.d.comb += [beneath.alone.eq(old.next_alone & (~verdict.is_replace | replaced_below)),
-                                 beneath.best_refs.eq(old.next_refs),
-                                 beneath.next.eq(old.third), beneath.next_alone.eq(0), beneath.next_refs.eq(0),
-                                 beneath.third.valid.eq(0), beneath.third.unknown.eq(1)]
-                    with m.If(replaced_below & ~(old.third.valid & third_ahead) & ~old.third.unknown):
-                        m.d.comb += [beneath.next.valid.eq(1), beneath.next.price.eq(verdict.price),
-                                     beneath.next_alone.eq(1), beneath.next_refs.eq(verdict.new_ref)]
+                with m.If(verdict.still):  # the best price stays; beneath it, an add joins or comes
+                    # between the levels, a delete takes the second level's only order
+                    with m.If(verdict.is_add):
+                        with m.If(verdict.price == held[side].price):
+                            m.d.comb += beneath.alone.eq(0)
+                        with m.Elif(old.next.unknown):
+                            pass  # where it goes is not known here: the second level stays unknown
+                        with m.Elif(~old.next.valid | better_than(side, verdict.price, old.next.price)):
+                            m.d.comb += [beneath.next.valid.eq(1), beneath.next.price.eq(verdict.price),
+                                         beneath.next_alone.eq(1), beneath.next_refs.eq(verdict.new_ref),
+                                         beneath.third.eq(old.next)]
+                        with m.Elif(verdict.price == old.next.price):
+                            m.d.comb += beneath.next_alone.eq(0)
+                        with m.Elif(~old.third.valid & ~old.third.unknown):
+                            m.d.comb += [beneath.third.valid.eq(1), beneath.third.price.eq(verdict.price)]
+                        with m.Elif(old.third.valid & better_than(side, verdict.price, old.third.price)):
+                            m.d.comb += beneath.third.price.eq(verdict.price)
+                    with m.Else():
+                        m.d.comb += [beneath.next.eq(old.third), beneath.next_alone.eq(0), beneath.next_refs.eq(0),
+                                     beneath.third.valid.eq(0), beneath.third.unknown.eq(1)]
+                with m.Else():
+                    m.d.comb += [view.price.eq(Mux(verdict.takes_price, verdict.price, old.next.price)),
+                                 view.known.eq(1), view.ready.eq(1), view.removable.eq(1)]
+                    with m.If(verdict.takes_price):  # the message's order alone at the best level
+                        m.d.comb += [beneath.alone.eq(1), beneath.best_refs.eq(verdict.new_ref)]
+                        with m.If(verdict.is_add):  # over the old best (none beyond an empty side); a
+                            # replace that beats the next level leaves the levels beneath as they were
+                            m.d.comb += [beneath.next.valid.eq(held[side].known), beneath.next.unknown.eq(0),
+                                         beneath.next.price.eq(held[side].price), beneath.next_alone.eq(old.alone),
+                                         beneath.next_refs.eq(old.best_refs), beneath.third.eq(old.next)]
+                    with m.Else():  # the next level is best now, over the third (or a replace's order)
+                        replaced_below = verdict.is_replace & (verdict.price != old.next.price)
+                        third_ahead = (better_than(side, old.third.price, verdict.price)
+                                       | (old.third.price == verdict.price))
+                        m.d.comb += [beneath.alone.eq(old.next_alone & (~verdict.is_replace | replaced_below)),
+                                     beneath.best_refs.eq(old.next_refs),
+                                     beneath.next.eq(old.third), beneath.next_alone.eq(0), beneath.next_refs.eq(0),
+                                     beneath.third.valid.eq(0), beneath.third.unknown.eq(1)]
+                        with m.If(replaced_below & ~(old.third.valid & third_ahead) & ~old.third.unknown):
+                            m.d.comb += [beneath.next.valid.eq(1), beneath.next.price.eq(verdict.price),
+                                         beneath.next_alone.eq(1), beneath.next_refs.eq(verdict.new_ref)]
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         bought = verdict.fire[Side.BID.value]  # a buy first, as the strategy sends them

@@ -241,11 +241,7 @@ def lead_message(rng, state, types, at_boundary, *, best_only=False):
         return {"type": "D", "locate": LEAD_LOCATE, "order_ref": ref}
     levels, _ = state.book.side_levels(0, Side.BID if side == "bid" else Side.ASK)
     near = [state.mid + rng.randint(-30, 30)] + [price + rng.randint(-1, 1) for price, _, _ in levels[:2]]
-    other = (lead.ask if side == "bid" else lead.bid).price
-    boundaries = []
-    for limit in (state.config.edge, state.limits.collar):  # the new price across a buy's or a sell's limits
-        boundaries.append(2 * (state.target["ask"].price + limit + 1) - other + rng.randint(-2, 1))
-        boundaries.append(2 * (state.target["bid"].price - limit) - other + rng.randint(-2, 1))
+    boundaries = crossing_prices(rng, state, side)
     new_ref = next(state.refs) | rng.getrandbits(32) << 32
     state.live[new_ref] = side
     own = getattr(lead, side)
@@ -274,17 +270,46 @@ def worse_replace(rng, state):
     prices = [levels[1][0], levels[1][0] + worse * rng.randint(1, 8)]
     if len(levels) > 2:
         prices += [levels[2][0], (levels[1][0] + levels[2][0]) // 2, levels[2][0] + worse * rng.randint(1, 3)]
-    other = (lead.ask if side == "bid" else lead.bid).price
-    for limit in (state.config.edge, state.limits.collar):  # where the sum crosses a condition or the collar
-        for boundary in (2 * (state.target["ask"].price + limit + 1) - other + rng.randint(-2, 1),
-                         2 * (state.target["bid"].price - limit) - other + rng.randint(-2, 1)):
-            if (boundary - levels[1][0]) * worse > 0:
-                prices += [boundary] * 2
+    prices += [price for price in crossing_prices(rng, state, side) if (price - levels[1][0]) * worse > 0] * 2
     new_ref = next(state.refs) | rng.getrandbits(32) << 32
     del state.live[ref]
     state.live[new_ref] = side
     return {"type": "U", "locate": LEAD_LOCATE, "original_order_ref": ref, "new_order_ref": new_ref,
             "price": max(0, rng.choice(prices)), "shares": rng.randint(1, 500)}
+
+
+def crossing_prices(rng, state, side):
+    """Prices of a lead ``side`` (near) where the sum crosses a buy's or a sell's condition or collar."""
+    lead = state.book.tops()[0]
+    other = (lead.ask if side == "bid" else lead.bid).price
+    prices = []
+    for limit in (state.config.edge, state.limits.collar):
+        prices.append(2 * (state.target["ask"].price + limit + 1) - other + rng.randint(-2, 1))
+        prices.append(2 * (state.target["bid"].price - limit) - other + rng.randint(-2, 1))
+    return prices
+
+
+def behind_message(rng, state):
+    """A lead message that leaves the best prices as they are: an add behind a side's best (at it, at or
+    between the levels beneath, beyond them, or where a removal of the levels above would make the sum
+    cross a boundary), or a delete of the second level's only order; None if the side has no best."""
+    depths, lead = state.book.depths()[0], state.book.tops()[0]
+    side = rng.choice(["bid", "ask"])
+    if not getattr(lead, side).valid:
+        return None
+    depth = getattr(depths, side)
+    if depth.next_alone and rng.random() < 0.3:
+        ref = next(ref for ref in state.live if ref & REFS_MASK == depth.next_refs)
+        del state.live[ref]
+        return {"type": "D", "locate": LEAD_LOCATE, "order_ref": ref}
+    levels, _ = state.book.side_levels(0, Side.BID if side == "bid" else Side.ASK)
+    worse = -1 if side == "bid" else 1
+    prices = [price for price, _, _ in levels] + [price + worse * rng.randint(1, 3) for price, _, _ in levels]
+    prices += [price for price in crossing_prices(rng, state, side) if (price - levels[0][0]) * worse >= 0] * 3
+    new_ref = next(state.refs) | rng.getrandbits(32) << 32
+    state.live[new_ref] = side
+    return add_record(LEAD_LOCATE, new_ref, "B" if side == "bid" else "S", max(0, rng.choice(prices)),
+                      rng.randint(1, 500))
 
 
 def lead_case(rng, types, length, *, settle=False, first=None, **book):
@@ -326,6 +351,12 @@ def removal_case(rng):
 
 def chain_case(rng):
     return lead_case(rng, "DUUA", rng.randint(2, 4), settle=True)
+
+
+def behind_case(rng):
+    """Messages behind the best prices, then one that may move them (the levels beneath at a boundary)."""
+    return lead_case(rng, "DDUA", rng.randint(2, 3), settle=True, first=behind_message, second_at_boundary=0.8,
+                     boundary_level=rng.choice([1, 2]), alone=0.9)
 
 
 def requote_case(rng):
@@ -518,6 +549,15 @@ def test_removals_after_a_requote_away_from_the_book_match_the_exact_path(seed):
     assert later >= 25, f"orders after the requote: {later}"
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_messages_behind_the_best_prices_keep_the_state(seed):
+    """An add behind a side's best price, or a delete of its second level's only order, leaves the best
+    prices as they are: the fast path keeps the levels beneath as it moves them, and what it sends on
+    a later message is the exact path's order."""
+    later = check_chains(make_cases(behind_case, random.Random(f"fast_trigger/behind/{seed}"), 1000))
+    assert later >= 25, f"orders after a message behind the best: {later}"
+
+
 def check_chains(cases):
     """Runs ``cases`` (chains of messages): the first message is judged as alone, and what the fast path
     sends on a later one is the exact path's order for it, on the state the messages before it left.
@@ -537,55 +577,84 @@ def check_chains(cases):
     return later
 
 
+def directed_chain(lead_orders, records, target=(100, 102)):
+    """The fast trigger's output per message, and the exact path's orders, for ``records`` sent 3 cycles
+    apart on a quiet book: the target's bid and ask ``target`` and ``lead_orders`` ((reference, "B" or
+    "S", price)), 50 shares each; the snipe with edge 0 and size 10, limits that pass every order."""
+    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    for locate, ref, side, price in ((TARGET_LOCATE, 1, "B", target[0]), (TARGET_LOCATE, 2, "S", target[1]),
+                                     *((LEAD_LOCATE, *order) for order in lead_orders)):
+        book.apply(add_record(locate, ref, side, price, 50))
+    config = StrategyConfig(strategy=Strategy.SNIPE, lead_slot=0, target_slot=1, edge=0, order_size=10)
+    limits = RiskLimits(max_qty=10_000, max_notional=2 ** 63, collar=1_000, max_long=10_000, max_short=10_000,
+                        max_outstanding=5, rate_burst=3)
+    tops, depths = book.tops(), book.depths()
+    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    assert not model.evaluate(tops), "the state is quiet"
+    orders = []
+    for record in records:
+        book.apply(record)
+        orders.append(model.evaluate(book.tops(), record))
+    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3] * (len(records) - 1))])
+    return got[0], orders
+
+
 def test_add_to_an_empty_side_then_its_delete_leaves_the_side_empty():
     """A kept add to an empty lead side has nothing beneath it: deleting it leaves the side without a
     price, so the sell the lead's lower sum would make (were the side's old price 0 taken) is not sent."""
-    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
-    for locate, ref, side, price in ((TARGET_LOCATE, 1, "B", 100), (TARGET_LOCATE, 2, "S", 110),
-                                     (LEAD_LOCATE, 3, "S", 110)):
-        book.apply(add_record(locate, ref, side, price, 50))
-    config = StrategyConfig(strategy=Strategy.SNIPE, lead_slot=0, target_slot=1, edge=0, order_size=10)
-    limits = RiskLimits(max_qty=10_000, max_notional=2 ** 63, collar=1_000, max_long=10_000, max_short=10_000,
-                        max_outstanding=5, rate_burst=3)
-    tops, depths = book.tops(), book.depths()
-    records = [add_record(LEAD_LOCATE, 4, "B", 100, 50), {"type": "D", "locate": LEAD_LOCATE, "order_ref": 4}]
-    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
-    assert not model.evaluate(tops)
-    orders = []
-    for record in records:
-        book.apply(record)
-        orders.append(model.evaluate(book.tops(), record))
-    assert orders == [[], []] and not tops[0].bid.valid
-    assert run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3])]) == [[None, None]]
+    got, orders = directed_chain([(3, "S", 110)], [add_record(LEAD_LOCATE, 4, "B", 100, 50), delete(4)],
+                                 target=(100, 110))
+    assert orders == [[], []] and got == [None, None]
 
 
-@pytest.mark.parametrize("requote_price", [106, 108])
-def test_a_requote_away_then_the_delete_of_the_level_it_leaves_best_is_sent_fast(requote_price):
-    """The snipe market's lead move: the market maker replaces its best offer (102, alone) by a worse one
-    (at the third level, 106, or beyond it), leaving a background offer (104, alone) best; its delete
-    raises the lead's offer to 106 and the buy fires. The fast path sends it from the state the replace
-    left, named from the book's second and third levels."""
-    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
-    for locate, ref, side, price in ((TARGET_LOCATE, 1, "B", 100), (TARGET_LOCATE, 2, "S", 102),
-                                     (LEAD_LOCATE, 3, "B", 100), (LEAD_LOCATE, 4, "S", 102),
-                                     (LEAD_LOCATE, 5, "S", 104), (LEAD_LOCATE, 6, "S", 106)):
-        book.apply(add_record(locate, ref, side, price, 50))
-    config = StrategyConfig(strategy=Strategy.SNIPE, lead_slot=0, target_slot=1, edge=0, order_size=10)
-    limits = RiskLimits(max_qty=10_000, max_notional=2 ** 63, collar=1_000, max_long=10_000, max_short=10_000,
-                        max_outstanding=5, rate_burst=3)
-    tops, depths = book.tops(), book.depths()
-    records = [{"type": "U", "locate": LEAD_LOCATE, "original_order_ref": 4, "new_order_ref": 7,
-                "price": requote_price, "shares": 50},
-               {"type": "D", "locate": LEAD_LOCATE, "order_ref": 5}]
-    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
-    assert not model.evaluate(tops)
-    orders = []
-    for record in records:
-        book.apply(record)
-        orders.append(model.evaluate(book.tops(), record))
-    assert orders[0] == [] and orders[1], "the delete fires the buy on the exact path"
-    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3])])
-    assert got == [[None, as_output(orders[1][0], 1)]]
+def delete(ref):
+    return {"type": "D", "locate": LEAD_LOCATE, "order_ref": ref}
+
+
+def replace(ref, new_ref, price):
+    return {"type": "U", "locate": LEAD_LOCATE, "original_order_ref": ref, "new_order_ref": new_ref,
+            "price": price, "shares": 50}
+
+
+def add_bid(ref, price):
+    return add_record(LEAD_LOCATE, ref, "B", price, 50)
+
+
+#: Chains on a lead whose best ask is 102 (reference 4) and the target's quotes 100 and 102: a lead bid
+#: below 98 fires the sell, a lead ask above 105 the buy. Per case: the lead's orders, the messages, and
+#: on which the exact path fires. The fast path must send every one of those orders (the state the
+#: messages before left is known), and nothing else.
+KEPT_CHAINS = {
+    # the market maker's requote: its best offer replaced by a worse one (at the third level, beyond
+    # it), then the delete of the background offer it left best
+    "requote to the third level": ([(3, "B", 100), (4, "S", 102), (5, "S", 104), (6, "S", 106)],
+                                   [replace(4, 7, 106), delete(5)], [False, True]),
+    "requote beyond the levels": ([(3, "B", 100), (4, "S", 102), (5, "S", 104), (6, "S", 106)],
+                                  [replace(4, 7, 108), delete(5)], [False, True]),
+    # adds behind the best bid, then deletes that make them best
+    "add behind a lone best": ([(3, "B", 100), (4, "S", 102)], [add_bid(5, 97), delete(3)], [False, True]),
+    "add joins the best": ([(3, "B", 100), (6, "B", 96), (4, "S", 102)], [add_bid(5, 100), delete(3)],
+                           [False, False]),
+    "add joins the second": ([(3, "B", 100), (6, "B", 99), (7, "B", 95), (4, "S", 102)],
+                             [add_bid(5, 99), delete(3), delete(6)], [False, False, False]),
+    "add between the best two": ([(3, "B", 100), (6, "B", 97), (4, "S", 102)],
+                                 [add_bid(5, 98), delete(3), delete(5)], [False, False, True]),
+    "add becomes the third": ([(3, "B", 100), (6, "B", 99), (4, "S", 102)],
+                              [add_bid(5, 96), delete(3), delete(6)], [False, False, True]),
+    "add over the third": ([(3, "B", 100), (6, "B", 99), (7, "B", 90), (4, "S", 102)],
+                           [add_bid(5, 96), delete(3), delete(6)], [False, False, True]),
+    # the delete of the second level's only order, then the best's
+    "delete of the second": ([(3, "B", 100), (6, "B", 99), (7, "B", 96), (4, "S", 102)],
+                             [delete(6), delete(3)], [False, True]),
+}
+
+
+@pytest.mark.parametrize("name", KEPT_CHAINS)
+def test_kept_chains_send_the_exact_paths_orders(name):
+    lead_orders, records, fires = KEPT_CHAINS[name]
+    got, orders = directed_chain(lead_orders, records)
+    assert [bool(order) for order in orders] == fires
+    assert got == [as_output(order[0], index) if order else None for index, order in enumerate(orders)]
 
 
 @pytest.mark.parametrize("slots", [0, 257, "2"])
