@@ -38,8 +38,8 @@ from amaranth.lib.wiring import In, Out
 from .toolchain import ToolError, ToolRunner, cell_counts, pnr_results, tool_versions
 
 
-__all__ = ["SynthError", "SynthWrapper", "DEVICES", "synthesize", "TOPS", "ROUTERS", "DEFAULT_ROUTERS",
-           "build_top", "main"]
+__all__ = ["SynthError", "SynthWrapper", "DEVICES", "synthesize", "TOPS", "ROUTERS", "DEFAULT_ROUTERS", "PLACERS",
+           "DEFAULT_PLACERS", "build_top", "main"]
 
 
 class SynthError(ToolError):
@@ -145,7 +145,7 @@ def _module_cells(stat):
 
 
 def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA381", speed=6,
-               clock_mhz=156.25, seed=1, router="router1", per_module=False, progress=None):
+               clock_mhz=156.25, seed=1, router="router1", placer="heap", per_module=False, progress=None):
     """Synthesise, place and route ``component`` in a :class:`SynthWrapper`; report.
 
     Writes into ``out_dir``: ``<name>.il`` (RTLIL from Amaranth), ``<name>.ys``
@@ -171,7 +171,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     * ``fmax_mhz``: {clock net: achieved MHz}, ``target_mhz``, ``timing_met``
       (every clock at or above the target), ``critical_path`` (nextpnr's
       worst paths, summarised).
-    * ``device``, ``package``, ``speed``, ``seed``, ``router``, ``input_bits``,
+    * ``device``, ``package``, ``speed``, ``seed``, ``router``, ``placer``, ``input_bits``,
       ``output_bits``, ``tools`` (version strings), ``seconds`` (per step).
 
     ``progress``, if given, is called with one-line strings while the tools
@@ -190,6 +190,8 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         raise SynthError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
     if router not in ROUTERS:
         raise SynthError(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
+    if placer not in PLACERS:
+        raise SynthError(f"unknown placer {placer!r}; known: {', '.join(PLACERS)}")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.il").write_text(design)
@@ -227,7 +229,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         "--json", f"{name}_netlist.json", "--top", name,
         "--freq", str(clock_mhz), "--seed", str(seed),
         "--timing-allow-fail",
-        "--router", router,
+        "--router", router, "--placer", placer,
         "--report", f"{name}_nextpnr.json",
     ])
 
@@ -242,7 +244,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     pnr = pnr_results(json.loads((out_dir / f"{name}_nextpnr.json").read_text()), clock_mhz)
     result = {
         "name": name,
-        "device": device, "package": package, "speed": speed, "seed": seed, "router": router,
+        "device": device, "package": package, "speed": speed, "seed": seed, "router": router, "placer": placer,
         "input_bits": wrapper.input_bits, "output_bits": wrapper.output_bits,
         **cell_counts(component_cells),
         "harness": cell_counts(modules[name]),
@@ -274,6 +276,12 @@ TOPS = {
 ROUTERS = ("router1", "router2")
 #: The router a top gets when none is asked for.
 DEFAULT_ROUTERS = {"pipeline": "router2"}
+#: nextpnr's placers: "heap" (analytic, nextpnr's default) and "static" (electrostatic). Placed by
+#: heap, router2 stopped converging on the whole pipeline as it grew (docs/synthesis.md); placed by
+#: static, it routes.
+PLACERS = ("heap", "static")
+#: The placer a top gets when none is asked for.
+DEFAULT_PLACERS = {"pipeline": "static"}
 
 
 def build_top(top):
@@ -336,6 +344,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--router", choices=ROUTERS,
                         help="nextpnr router (default router2 for the pipeline, router1 otherwise)")
+    parser.add_argument("--placer", choices=PLACERS,
+                        help="nextpnr placer (default static for the pipeline, heap otherwise)")
     parser.add_argument("--per-module", action="store_true",
                         help="count each submodule apart (blocks cross-module optimisation)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -348,6 +358,7 @@ def main(argv=None):
             build_top(args.top), name=name, out_dir=args.out, device=args.device,
             package=args.package, speed=args.speed, clock_mhz=args.freq, seed=args.seed,
             router=args.router or DEFAULT_ROUTERS.get(args.top, "router1"),
+            placer=args.placer or DEFAULT_PLACERS.get(args.top, "heap"),
             per_module=args.per_module, progress=progress)
     except SynthError as error:
         print(f"synth: error: {error}", file=sys.stderr)

@@ -88,7 +88,7 @@ class StandIn(wiring.Component):
 REPORT_KEYS = {
     "device", "package", "speed", "luts", "ffs", "brams", "carry", "lutram", "dsp",
     "harness", "per_module", "device_utilisation", "fmax_mhz", "target_mhz", "timing_met",
-    "critical_path", "tools", "seconds", "seed", "router",
+    "critical_path", "tools", "seconds", "seed", "router", "placer",
 }
 
 
@@ -125,7 +125,7 @@ def test_report_has_every_key_and_is_written(standin_report):
 def test_report_values_are_sane(standin_report):
     report, _, _ = standin_report
     assert (report["device"], report["package"], report["speed"]) == ("LFE5U-85F", "CABGA381", 6)
-    assert (report["seed"], report["router"]) == (1, "router1")
+    assert (report["seed"], report["router"], report["placer"]) == (1, "router1", "heap")
     assert report["luts"] > 0
     assert report["ffs"] >= StandIn.MIN_FFS
     assert report["carry"] >= 64 // 2          # a 64-bit adder is 32 CCU2C at least
@@ -180,8 +180,9 @@ def test_failing_tool_raises_with_log_tail(tmp_path):
 
 
 @pytest.mark.parametrize("option, message", [({"device": "LFE5U-99F"}, "unknown device"),
-                                             ({"router": "router3"}, "unknown router")])
-def test_unknown_device_or_router_is_refused_before_running_tools(tmp_path, option, message):
+                                             ({"router": "router3"}, "unknown router"),
+                                             ({"placer": "sa2"}, "unknown placer")])
+def test_unknown_device_router_or_placer_is_refused_before_running_tools(tmp_path, option, message):
     with pytest.raises(SynthError, match=message):
         synthesize(StandIn(), name="standin", out_dir=tmp_path, **option)
     assert not any(tmp_path.iterdir())
