@@ -64,10 +64,11 @@ FULL = Configuration(
     parameters=(("slots", DEFAULT_SLOTS), ("capacity", 4096), ("levels", 4)),
     router="router2")
 
-#: The ULX3S's full build: with nextpnr's default placement density its router2 stopped
-#: converging (the overused wires fell to about 1400, then rose again for 15 iterations); placed at
-#: 70% density at most it routed, until the fast path grew: today it does not (docs/boards.md).
-FULL_SPREAD = dataclasses.replace(FULL, nextpnr_opts=("--placer-heap-beta", "0.7"))
+#: The ULX3S's full build: placed by nextpnr's default (analytic, "heap") placer, router2 stops
+#: converging on this board (the overused wires fall to about 1400, then rise again) at every
+#: placement density tried (0.9, the default, to 0.5), with seed 2, and without timing-driven
+#: placement; placed by the "static" (electrostatic) placer it routes (docs/boards.md).
+FULL_STATIC_PLACER = dataclasses.replace(FULL, nextpnr_opts=("--placer", "static"))
 
 #: The iCE40 UP5K (5280 logic cells, 30 block RAMs, 8 DSPs) cannot hold the pipeline (about 15k
 #: LUT4 and 14k flip-flops on the ECP5). The receive path with all 31 counters and the link needed
@@ -164,7 +165,7 @@ BOARDS = {board.name: board for board in (
         name="ulx3s-85f", title="Radiona ULX3S, 85F",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5", device="LFE5U-85F", package="BG381", speed="6",
-        oscillator_hz=25_000_000, clock_hz=40_000_000, configuration=FULL_SPREAD,
+        oscillator_hz=25_000_000, clock_hz=40_000_000, configuration=FULL_STATIC_PLACER,
         uart=_ON_BOARD_UART.format("FT231X, port US1"),
         openfpgaloader=("-b", "ulx3s", "-m"), programmer="on-board FT231X (JTAG), SRAM"),
     Board(
