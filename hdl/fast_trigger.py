@@ -148,6 +148,10 @@ class FastTrigger(wiring.Component):
     ----------
     slots : int
         Tracked instruments.
+    levels : int
+        The price levels the book keeps per side: a kept state shows no level
+        beneath the best that the book cannot hold (it would be beyond its
+        levels, unknown).
 
     Interface attributes
     --------------------
@@ -183,9 +187,12 @@ class FastTrigger(wiring.Component):
         The predicted order, registered, ``FAST_LATENCY`` after its message.
     """
 
-    def __init__(self, *, slots=2):
+    def __init__(self, *, slots=2, levels=4):
         _check_slots(slots)
+        if not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"levels must be >= 1, not {levels!r}")
         self.slots = slots
+        self.levels = levels
         slot = _slot_shape(slots)
         super().__init__({
             "messages": In(rx_stream(ItchMessage)),
@@ -453,6 +460,12 @@ class FastTrigger(wiring.Component):
                         with m.If(replaced_below & ~(old.third.valid & third_ahead) & ~old.third.unknown):
                             m.d.comb += [beneath.next.valid.eq(1), beneath.next.price.eq(verdict.price),
                                          beneath.next_alone.eq(1), beneath.next_refs.eq(verdict.new_ref)]
+                # a level the book cannot hold is beyond its levels: not known
+                for index, quote in ((1, beneath.next), (2, beneath.third)):
+                    if self.levels <= index:
+                        m.d.comb += [quote.valid.eq(0), quote.unknown.eq(1)]
+                if self.levels <= 1:
+                    m.d.comb += beneath.next_alone.eq(0)
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         bought = verdict.fire[Side.BID.value]  # a buy first, as the strategy sends them

@@ -102,7 +102,7 @@ class Pipeline(wiring.Component):
         self._trigger = Trigger(slots=slots)
         self._risk = RiskGate()
         self._order_tx = OrderTx(slots=slots)
-        self._fast_trigger = FastTrigger(slots=slots)
+        self._fast_trigger = FastTrigger(slots=slots, levels=levels)
         trigger, risk, order_tx = self._trigger, self._risk, self._order_tx
         config = dict(RX_CONFIG)
         config.update({f"locate_{slot}": (16, 0) for slot in range(slots)})

@@ -52,8 +52,8 @@ RISK_PORTS = ("kill", "max_qty", "max_notional", "collar", "position", "max_long
 class FastPair(wiring.Component):
     """The fast trigger with the risk gate whose forecast it reads, as the Pipeline connects them."""
 
-    def __init__(self):
-        self.fast_trigger = FastTrigger(slots=2)
+    def __init__(self, levels=4):
+        self.fast_trigger = FastTrigger(slots=2, levels=levels)
         self.risk_gate = RiskGate()
         super().__init__({})
 
@@ -401,9 +401,9 @@ def set_message(ctx, message, record):
         ctx.set(getattr(view, name), ord(value) if name == "side" else value)
 
 
-def run_cases(cases):
+def run_cases(cases, levels=4):
     """Per case, per message: the fast trigger's request (as the tuple ``expected`` gives), None, or "held"."""
-    dut = FastPair()
+    dut = FastPair(levels)
     fast, risk = dut.fast_trigger, dut.risk_gate
     results = []
 
@@ -577,11 +577,12 @@ def check_chains(cases):
     return later
 
 
-def directed_chain(lead_orders, records, target=(100, 102)):
+def directed_chain(lead_orders, records, target=(100, 102), levels=4):
     """The fast trigger's output per message, and the exact path's orders, for ``records`` sent 3 cycles
     apart on a quiet book: the target's bid and ask ``target`` and ``lead_orders`` ((reference, "B" or
-    "S", price)), 50 shares each; the snipe with edge 0 and size 10, limits that pass every order."""
-    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    "S", price)), 50 shares each; the snipe with edge 0 and size 10, limits that pass every order; a book
+    of ``levels`` levels a side."""
+    book = BookModel(slots=2, capacity=4096, levels=levels, locates=[LEAD_LOCATE, TARGET_LOCATE])
     for locate, ref, side, price in ((TARGET_LOCATE, 1, "B", target[0]), (TARGET_LOCATE, 2, "S", target[1]),
                                      *((LEAD_LOCATE, *order) for order in lead_orders)):
         book.apply(add_record(locate, ref, side, price, 50))
@@ -595,7 +596,7 @@ def directed_chain(lead_orders, records, target=(100, 102)):
     for record in records:
         book.apply(record)
         orders.append(model.evaluate(book.tops(), record))
-    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3] * (len(records) - 1))])
+    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3] * (len(records) - 1))], levels)
     return got[0], orders
 
 
@@ -657,7 +658,24 @@ def test_kept_chains_send_the_exact_paths_orders(name):
     assert got == [as_output(order[0], index) if order else None for index, order in enumerate(orders)]
 
 
+@pytest.mark.parametrize("levels, fires", [(1, [False, False, False]), (2, [False, False, False]),
+                                           (3, [False, False, True])])
+def test_kept_states_show_no_level_beyond_the_books(levels, fires):
+    """With fewer levels a side, an add behind the best two goes beyond the book's levels: once those two
+    are deleted the side is unknown and nothing fires (with 3 levels, the add is the third: the sell)."""
+    got, orders = directed_chain([(3, "B", 100), (6, "B", 99), (4, "S", 102)], [add_bid(5, 96), delete(3), delete(6)],
+                                 levels=levels)
+    assert [bool(order) for order in orders] == fires
+    assert got == [as_output(order[0], index) if order else None for index, order in enumerate(orders)]
+
+
 @pytest.mark.parametrize("slots", [0, 257, "2"])
 def test_bad_slots_are_refused(slots):
     with pytest.raises(ValueError, match="slots must be"):
         FastTrigger(slots=slots)
+
+
+@pytest.mark.parametrize("levels", [0, "4"])
+def test_bad_levels_are_refused(levels):
+    with pytest.raises(ValueError, match="levels must be"):
+        FastTrigger(levels=levels)
