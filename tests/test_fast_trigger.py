@@ -23,6 +23,13 @@ model's. Prices are drawn at random and at the boundaries of the snipe's
 conditions and of the collar (an add's or a replace's price, a removal's
 next level); the limits at random and at the boundaries of the likely
 order's quantity, notional and position.
+
+Chains: two to four lead messages a few cycles apart, before the book shows
+them (moves of the best prices; a requote away from the book then removals;
+messages behind the best prices, then one that may move them). What the
+fast path sends on a later message must be the exact path's order on the
+state the messages before left; the directed chains (``KEPT_CHAINS``) also
+require it to send every order there, one chain per rule of the kept state.
 """
 
 import random
@@ -168,10 +175,10 @@ class LeadBook:
     refs: object          # fresh references, each in a bucket of its own
 
 
-def lead_book(rng, *, second_at_boundary, empty_side, boundary_level=1, alone=0.5):
+def lead_book(rng, *, deeper_at_boundary, empty_side, boundary_level=1, alone=0.5):
     """Target quotes and lead levels (the best often one order alone, a deeper level with the chance
     ``alone``, sometimes orders beyond the known levels, the price of level ``boundary_level`` (1: the
-    second) at a boundary of a condition or of the collar with the chance ``second_at_boundary``, a side
+    second) at a boundary of a condition or of the collar with the chance ``deeper_at_boundary``, a side
     empty with the chance ``empty_side``); None if the state fires by itself (it is not quiet)."""
     book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
     refs = iter(rng.sample(range(1, 4096), 80))  # distinct buckets: no collisions
@@ -196,7 +203,7 @@ def lead_book(rng, *, second_at_boundary, empty_side, boundary_level=1, alone=0.
         prices = [best]
         for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):
             prices.append(prices[-1] + sign * rng.randint(1, 6))
-        if len(prices) > boundary_level and rng.random() < second_at_boundary:
+        if len(prices) > boundary_level and rng.random() < deeper_at_boundary:
             other_best = base + spread if side == "bid" else base
             if side == "bid":  # a deeper bid lowers the sum across a sell's limit
                 limit = 2 * (target["bid"].price - rng.choice([config.edge, limits.collar]))
@@ -318,7 +325,7 @@ def lead_case(rng, types, length, *, settle=False, first=None, **book):
     before the last mostly move the lead's prices without crossing a boundary, and the last one is at
     one. ``first(rng, state)``, if given, makes the first message (None: no case); ``book`` are further
     keyword arguments of ``lead_book``."""
-    state = lead_book(rng, **{"second_at_boundary": 0.2 if settle else 0.8, "empty_side": 0.1 if settle else 0.05,
+    state = lead_book(rng, **{"deeper_at_boundary": 0.2 if settle else 0.8, "empty_side": 0.1 if settle else 0.05,
                               **book})
     if state is None:
         return None
@@ -355,7 +362,7 @@ def chain_case(rng):
 
 def behind_case(rng):
     """Messages behind the best prices, then one that may move them (the levels beneath at a boundary)."""
-    return lead_case(rng, "DDUA", rng.randint(2, 3), settle=True, first=behind_message, second_at_boundary=0.8,
+    return lead_case(rng, "DDUA", rng.randint(2, 3), settle=True, first=behind_message, deeper_at_boundary=0.8,
                      boundary_level=rng.choice([1, 2]), alone=0.9)
 
 
@@ -363,7 +370,7 @@ def requote_case(rng):
     """A requote away from the book, then removals, mostly of the level it leaves best (alone, as the
     background orders of the snipe's market often are), the level beneath it at a boundary."""
     return lead_case(rng, "DDU", rng.randint(2, 3), settle=True, first=worse_replace,
-                     second_at_boundary=0.8, boundary_level=2, alone=0.9)
+                     deeper_at_boundary=0.8, boundary_level=2, alone=0.9)
 
 
 # --- the bench -----------------------------------------------------------------------
