@@ -13,7 +13,6 @@ Every board's design clock is a whole number of MHz so that the host link's
 1,000,000 baud is a whole number of clocks per bit.
 """
 
-import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,17 +57,15 @@ class Configuration:
                 "nextpnr_opts": list(self.nextpnr_opts)}
 
 
-#: The whole pipeline, as `make synth` measures it.
+#: The whole pipeline, as `make synth` measures it, placed by nextpnr's "static" (electrostatic)
+#: placer: placed by its default ("heap"), router2 stopped converging as the fast path grew (the
+#: overused wires fall to about 1400, then rise again) on the ULX3S at every placement density
+#: tried (0.9, the default, to 0.5), with seed 2 and without timing-driven placement, and then on
+#: the ECPIX-5 (docs/boards.md).
 FULL = Configuration(
     name="full", core="pipeline",
     parameters=(("slots", DEFAULT_SLOTS), ("capacity", 4096), ("levels", 4)),
-    router="router2")
-
-#: The ULX3S's full build: placed by nextpnr's default (analytic, "heap") placer, router2 stops
-#: converging on this board (the overused wires fall to about 1400, then rise again) at every
-#: placement density tried (0.9, the default, to 0.5), with seed 2, and without timing-driven
-#: placement; placed by the "static" (electrostatic) placer it routes (docs/boards.md).
-FULL_STATIC_PLACER = dataclasses.replace(FULL, nextpnr_opts=("--placer", "static"))
+    router="router2", nextpnr_opts=("--placer", "static"))
 
 #: The iCE40 UP5K (5280 logic cells, 30 block RAMs, 8 DSPs) cannot hold the pipeline (about 15k
 #: LUT4 and 14k flip-flops on the ECP5). The receive path with all 31 counters and the link needed
@@ -165,7 +162,7 @@ BOARDS = {board.name: board for board in (
         name="ulx3s-85f", title="Radiona ULX3S, 85F",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5", device="LFE5U-85F", package="BG381", speed="6",
-        oscillator_hz=25_000_000, clock_hz=40_000_000, configuration=FULL_STATIC_PLACER,
+        oscillator_hz=25_000_000, clock_hz=40_000_000, configuration=FULL,
         uart=_ON_BOARD_UART.format("FT231X, port US1"),
         openfpgaloader=("-b", "ulx3s", "-m"), programmer="on-board FT231X (JTAG), SRAM"),
     Board(
