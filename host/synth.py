@@ -166,6 +166,10 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
       count it; that stops Yosys optimising across their boundaries, so
       their sum exceeds the component's total, which (like the timing)
       comes from the first run, where the component is optimised whole.
+      If that second run fails, ``per_module`` is the first run's (the
+      component only) and ``per_module_error`` says why (the whole
+      pipeline's stopped inside Yosys's ABC9 with exit code 1 and no
+      message in YoWASP Yosys 0.70).
     * ``device_utilisation``: nextpnr's used/available per resource for the
       whole design (harness included).
     * ``fmax_mhz``: {clock net: achieved MHz}, ``target_mhz``, ``timing_met``
@@ -218,11 +222,16 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
     (out_dir / f"{name}.ys").write_text(yosys_script(dut, name, netlist=True))
     yosys_log = runner.run("yosys", "yosys", [f"{name}.ys"])
     stat_file = f"{name}_stat.json"
+    per_module_error = None
     if per_module:
         stem = f"{name}_per_module"
         (out_dir / f"{stem}.ys").write_text(yosys_script(f"{dut} {dut}.*", stem, netlist=False))
-        runner.run("yosys_per_module", "yosys", [f"{stem}.ys"])
-        stat_file = f"{stem}_stat.json"
+        try:
+            runner.run("yosys_per_module", "yosys", [f"{stem}.ys"])
+            stat_file = f"{stem}_stat.json"
+        except SynthError as error:  # the per-stage counts are extra: the report goes on without them
+            per_module_error = str(error).splitlines()[0]
+            runner.say("yosys_per_module", f"no per-stage counts: {per_module_error}")
 
     runner.run("nextpnr", "nextpnr-ecp5", [
         DEVICES[device], "--package", package, "--speed", str(speed),
@@ -250,6 +259,7 @@ def synthesize(component, *, name, out_dir, device="LFE5U-85F", package="CABGA38
         "harness": cell_counts(modules[name]),
         "per_module": {mod: cell_counts(cells)
                        for mod, cells in sorted(per_module_cells.items())},
+        **({"per_module_error": per_module_error} if per_module_error else {}),
         "device_utilisation": pnr["device_utilisation"],
         "fmax_mhz": pnr["fmax_mhz"],
         "target_mhz": clock_mhz,

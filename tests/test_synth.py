@@ -15,6 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tick2trade.host.synth import SynthError, SynthWrapper, build_top, synthesize
+from tick2trade.host.toolchain import ToolRunner
 
 pytestmark = pytest.mark.synth
 
@@ -162,6 +163,22 @@ def test_per_module_counts_come_from_their_own_run(tmp_path):
     assert not any(".compare" in module for module in whole["modules"])
     assert report["ffs"] == sum(counts["ffs"] for counts in report["per_module"].values())
     assert (tmp_path / "yosys_per_module.log").is_file()
+
+
+def test_a_failing_per_module_run_leaves_the_report_without_per_stage_counts(tmp_path, monkeypatch):
+    """The per-stage counts are extra: if their Yosys run fails, the report has the component's counts,
+    its timing, and the reason (as for the whole pipeline, whose run stops inside ABC9)."""
+    real_run = ToolRunner.run
+
+    def run(self, step, tool, args):
+        if step == "yosys_per_module":
+            raise self.error("yosys_per_module failed (exit code 1); log: yosys_per_module.log\n  ABC9")
+        return real_run(self, step, tool, args)
+
+    monkeypatch.setattr(ToolRunner, "run", run)
+    report = synthesize(StandIn(), name="standin", out_dir=tmp_path, per_module=True)
+    assert report["per_module_error"] == "yosys_per_module failed (exit code 1); log: yosys_per_module.log"
+    assert list(report["per_module"]) == ["dut"] and report["fmax_mhz"]
 
 
 def test_progress_reports_each_step(standin_report):
