@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out
 BOARD ?= ulx3s-85f
-PYTEST_FLAGS ?= -n 2
+PYTEST_FLAGS ?= -n 2 --dist loadgroup
 export AMARANTH_USE_YOSYS := builtin
 
 .PHONY: setup demo test test-all bench verilog synth build waves clean

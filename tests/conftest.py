@@ -7,7 +7,13 @@ from tick2trade.sim.runner import available_simulators
 
 @pytest.fixture
 def simulated_board():
-    """A simulated board (sim/simulated_board.py) behind a pseudo-terminal, one for each test."""
+    """A simulated board (sim/simulated_board.py) behind a pseudo-terminal, one for each test.
+
+    The tests that run simulated boards are in the pytest-xdist group "simulated_board" (`make test`
+    runs with ``--dist loadgroup``), so that they run one after another: in `make test`, with them
+    spread over both workers, `board simulate` was still running two minutes after its Ctrl-C (twice);
+    alone it stops in seconds.
+    """
     reason = available_simulators()["verilator"]
     if reason:
         pytest.skip(reason)

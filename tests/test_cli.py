@@ -204,6 +204,7 @@ def test_report_compare_fails_on_a_regression_beyond_the_threshold(tmp_path):
 
 
 @pytest.mark.cocotb
+@pytest.mark.xdist_group("simulated_board")
 def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_path, capsys):
     """`sim run --device serial:PTY` writes the golden model's order frames; `board latency` then shows the
     actionable latency of the board's last 16 orders from its own probes, within the run's range; a
@@ -234,6 +235,7 @@ def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_pat
 
 
 @pytest.mark.cocotb
+@pytest.mark.xdist_group("simulated_board")
 def test_board_simulate_serves_until_interrupted(tmp_path):
     """`board simulate` prints its device first, and stops cleanly on Ctrl-C."""
     import signal

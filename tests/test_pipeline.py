@@ -69,8 +69,9 @@ def _device(request):
     return _simulator(request)
 
 
-#: Every backend of the device interface that has timing: the same tests pass on each.
-@pytest.fixture(params=["verilator", "icarus", BOARD])
+#: Every backend of the device interface that has timing: the same tests pass on each. (The tests
+#: of simulated boards run one after another on one pytest-xdist worker: see conftest.py.)
+@pytest.fixture(params=["verilator", "icarus", pytest.param(BOARD, marks=pytest.mark.xdist_group("simulated_board"))])
 def device(request):
     return _device(request)
 
@@ -219,6 +220,7 @@ def test_small_market_matches_golden_model(device):
         check_with_independent_decoder(frame.data)
 
 
+@pytest.mark.xdist_group("simulated_board")
 def test_a_board_serves_run_after_run(simulated_board):
     """Each run restarts the board: a second market on the same board (its sequence numbers from 1
     again, its orders in a book the first run left full) equals the golden model's run from scratch."""
