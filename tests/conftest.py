@@ -10,9 +10,8 @@ def simulated_board():
     """A simulated board (sim/simulated_board.py) behind a pseudo-terminal, one for each test.
 
     The tests that run simulated boards are in the pytest-xdist group "simulated_board" (`make test`
-    runs with ``--dist loadgroup``), so that they run one after another: in `make test`, with them
-    spread over both workers, `board simulate` was still running two minutes after its Ctrl-C (twice);
-    alone it stops in seconds.
+    runs with ``--dist loadgroup``), so that they run one after another and never run two simulators
+    of the same build at once.
     """
     reason = available_simulators()["verilator"]
     if reason:
