@@ -3,7 +3,9 @@
 import argparse
 import json
 import pathlib
+import signal
 import sys
+import threading
 import time
 
 from .codec.net import CodecError
@@ -272,8 +274,6 @@ def cmd_race(args):
 
 
 def cmd_board_simulate(args):
-    import time
-
     from ..sim.simulated_board import SimulatedBoard
     print(f"starting a simulated board on {args.simulator} (a first run builds the simulator) ...",
           file=sys.stderr, flush=True)
@@ -575,9 +575,21 @@ def build_parser():
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that a command stops as cleanly on ``kill``."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    # (signal handlers can only be set from the main thread)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
     try:
         status = args.run(args)
     except (UsageError, CodecError, DeviceError, OSError) as error:
@@ -586,6 +598,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("tick2trade: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("tick2trade: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main_thread:  # (None: a handler not set from Python, which cannot be put back)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
     return status or 0
 
 

@@ -12,7 +12,9 @@ code that talks to a board (host/serial_device.py).
 While the host sends nothing the design keeps running in short stretches,
 resting the CPU between them; simulated time does not pass while it rests,
 so cycle stamps count the design's cycles, not the host's wall-clock time.
-The bench ends when the file ``T2T_BOARD_STOP`` names exists.
+The bench ends when the file ``T2T_BOARD_STOP`` names exists, or when the
+process that started the simulator is gone (killed before it could ask), so
+that a simulated board never outlives its host.
 """
 
 import os
@@ -93,6 +95,7 @@ async def board(dut):
     os.replace(announce + ".part", announce)
 
     cocotb.start_soon(_receive(dut, master, clocks_per_bit))
+    host = os.getppid()
     quiet = 0
     try:
         while True:
@@ -102,7 +105,7 @@ async def board(dut):
                 for byte in data:
                     await _send_byte(dut, byte, clocks_per_bit)
                 continue
-            if os.path.exists(stop_path):
+            if os.path.exists(stop_path) or os.getppid() != host:
                 return
             quiet += 1
             if quiet > QUIET_LOOKS:
