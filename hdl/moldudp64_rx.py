@@ -232,21 +232,25 @@ class MoldUdp64Rx(wiring.Component):
         shortfall, shortfall_high_zero = header_sum(
             "shortfall", (next_seq[32:], ~seq_high), (next_seq[:32], ~seq_low), 1)
         end, _ = header_sum("end", (seq_high, 0), (seq_low, count))  # seq + count
-        # Whether count > shortfall[:16] and shortfall[16:32] == 0, also as the header ends, so
-        # that the decision has no carry chain: count + seq[:16] + ~next_seq[:16] is count plus
-        # ~shortfall[:16], plus 2**16 times the carry out of seq[:16] + ~next_seq[:16]; count
-        # exceeds shortfall[:16] exactly when that sum's bits from 16 up exceed the carry.
-        count_sum = count + seq_low[:16] + ~next_seq[:16]
-        low_carry = (seq_low[:16] + ~next_seq[:16])[16]
-        count_exceeds = Signal()
+        # Whether count > shortfall[:16] and shortfall[16:32] == 0: what the decision needs of the
+        # low half, worked out as the header ends and in the next cycle, a carry chain in each.
+        # seq[:16] > next_seq[:16] is the borrow of shortfall[:16] from the bits above it.
+        low_borrow = seq_low[:16] > next_seq[:16]
+        # shortfall[16:32] == 0 exactly when seq[16:32] equals next_seq[16:32] less that borrow:
+        # comparisons for equality, the decrement taken from the register alone.
+        next_middle_less_one = (next_seq[16:32] - 1)[:16]
         shortfall_middle_zero = Signal()
-        middle_zero = [(with_carry(next_seq[16:32], ~seq_low[16:32], carry)[:16] == 0) for carry in (0, 1)]
+        # count > shortfall[:16] exactly when count + seq[:16] > next_seq[:16] + 2**16 * borrow.
+        count_plus_seq = Signal(17)
+        next_low_past = Signal(17)  # next_seq[:16] + 2**16 * borrow
         with m.If(header_done):
             m.d.sync += [
-                count_exceeds.eq(count_sum[16:] > low_carry),
-                shortfall_middle_zero.eq(Mux(with_carry(next_seq[:16], ~seq_low[:16], 1)[16],
-                                             middle_zero[1], middle_zero[0])),
+                shortfall_middle_zero.eq(Mux(low_borrow, seq_low[16:32] == next_middle_less_one,
+                                             seq_low[16:32] == next_seq[16:32])),
+                count_plus_seq.eq(count + seq_low[:16]),
+                next_low_past.eq(Cat(next_seq[:16], low_borrow)),
             ]
+        count_exceeds = count_plus_seq > next_low_past
 
         settling = Signal()       # the cycle after the decision on a packet in sequence tracking
         past_expected = Signal()  # that packet ends past the sequence number expected
