@@ -97,14 +97,18 @@ class ToolRunner:
             with open(log_path, "w") as log, subprocess.Popen(
                     argv, cwd=self.out_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                     text=True, errors="replace") as proc:
-                for line in proc.stdout:
-                    log.write(line)
-                    line = line.strip()
-                    if line:
-                        tail.append(line)
-                        with lock:
-                            latest[:] = [line]
-                returncode = proc.wait()
+                try:
+                    for line in proc.stdout:
+                        log.write(line)
+                        line = line.strip()
+                        if line:
+                            tail.append(line)
+                            with lock:
+                                latest[:] = [line]
+                    returncode = proc.wait()
+                except BaseException:  # Ctrl-C, `kill` (the CLI's Terminated): the tool stops too
+                    proc.kill()
+                    raise
         finally:
             done.set()
             ticker.join()
