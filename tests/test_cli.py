@@ -238,17 +238,21 @@ def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_pat
     assert [record.data for record in read_pcap(tmp_path / "again.pcap")] == orders
 
 
+CLI_WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "runpy.run_module('tick2trade.host.cli', run_name='__main__')")
+
+
 @contextlib.contextmanager
 def board_simulate():
     """`tick2trade board simulate` in a process of its own: yield it and its simulator's pid once it serves.
 
     Both are killed on the way out if still running, so that a failing test leaves no simulator behind.
-    SIGINT is set back to its default in the child: a shell starts a background job (as CI may run
-    `make test`) with SIGINT ignored, the child would inherit that, and Python then leaves Ctrl-C ignored.
+    Ctrl-C is made to raise KeyboardInterrupt in the child, as in a terminal: a shell starts a background
+    job (as CI may run `make test`) with SIGINT ignored, the child inherits that, and Python then leaves
+    it ignored.
     """
-    process = subprocess.Popen([sys.executable, "-m", "tick2trade.host.cli", "board", "simulate"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen([sys.executable, "-c", CLI_WITH_CTRL_C, "board", "simulate"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     simulators = []
     try:
         device = process.stdout.readline().strip()
