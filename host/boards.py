@@ -40,8 +40,7 @@ class Configuration:
     ``core`` is a key of ``hdl.board_top.CORES``; ``parameters`` its keyword
     arguments (pairs); ``reductions`` what is left out or smaller than the
     full build, in words (empty for the full build); ``router`` the nextpnr
-    router that finishes on it (router1 never finished on the whole pipeline,
-    see docs/synthesis.md); ``nextpnr_opts`` further nextpnr options.
+    router (docs/synthesis.md); ``nextpnr_opts`` further nextpnr options.
     """
     name: str
     core: str
@@ -58,14 +57,14 @@ class Configuration:
 
 
 #: The whole pipeline, as `make synth` measures it, placed by nextpnr's "static" (electrostatic)
-#: placer: placed by its default ("heap"), router2 stopped converging as the fast path grew (the
-#: overused wires fall to about 1400, then rise again) on the ULX3S at every placement density
-#: tried (0.9, the default, to 0.5), with seed 2 and without timing-driven placement, and then on
-#: the ECPIX-5 (docs/boards.md).
+#: placer and routed by router1: placed by its default ("heap"), neither router converged as the
+#: fast path grew (router2's overused wires fell to about 1400, then rose again, on the ULX3S at
+#: every placement density tried, and then on the ECPIX-5; router1 was still ripping up after 40
+#: minutes); placed by static, both route, router1 to a far higher Fmax (docs/boards.md).
 FULL = Configuration(
     name="full", core="pipeline",
     parameters=(("slots", DEFAULT_SLOTS), ("capacity", 4096), ("levels", 4)),
-    router="router2", nextpnr_opts=("--placer", "static"))
+    nextpnr_opts=("--placer", "static"))
 
 #: The iCE40 UP5K (5280 logic cells, 30 block RAMs, 8 DSPs) cannot hold the pipeline (about 15k
 #: LUT4 and 14k flip-flops on the ECP5). The receive path with all 31 counters and the link needed

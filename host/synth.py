@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 from .toolchain import ToolError, ToolRunner, cell_counts, pnr_results, tool_versions
 
 
-__all__ = ["SynthError", "SynthWrapper", "DEVICES", "synthesize", "TOPS", "ROUTERS", "DEFAULT_ROUTERS", "PLACERS",
+__all__ = ["SynthError", "SynthWrapper", "DEVICES", "synthesize", "TOPS", "ROUTERS", "PLACERS",
            "DEFAULT_PLACERS", "build_top", "main"]
 
 
@@ -280,15 +280,13 @@ TOPS = {
     "rx_path": "tick2trade.hdl.rx_path:RxPath",
 }
 
-#: nextpnr's routers: router1 gives the better timing (the receive path: 125 MHz against 95 with
-#: router2, seed 1), router2 is the one that finishes on the whole pipeline (block RAMs, DSPs,
-#: about 17k LUTs: minutes, where router1 was still ripping up congestion after 40).
+#: nextpnr's routers. router1 (the default) gives the better timing: the whole pipeline 72.6 MHz
+#: against 50.5 with router2, the receive path 128 against 95 (seed 1). On the pipeline it finishes
+#: only on the static placer's placement (docs/synthesis.md).
 ROUTERS = ("router1", "router2")
-#: The router a top gets when none is asked for.
-DEFAULT_ROUTERS = {"pipeline": "router2"}
-#: nextpnr's placers: "heap" (analytic, nextpnr's default) and "static" (electrostatic). Placed by
-#: heap, router2 stopped converging on the whole pipeline as it grew (docs/synthesis.md); placed by
-#: static, it routes.
+#: nextpnr's placers: "heap" (analytic, nextpnr's default) and "static" (electrostatic). On heap's
+#: placements of the whole pipeline neither router converged as it grew (docs/synthesis.md); on
+#: static's, both route.
 PLACERS = ("heap", "static")
 #: The placer a top gets when none is asked for.
 DEFAULT_PLACERS = {"pipeline": "static"}
@@ -352,8 +350,7 @@ def main(argv=None):
     parser.add_argument("--speed", type=int, default=6, choices=[6, 7, 8])
     parser.add_argument("--freq", type=float, default=156.25, help="target clock, MHz")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    parser.add_argument("--router", choices=ROUTERS,
-                        help="nextpnr router (default router2 for the pipeline, router1 otherwise)")
+    parser.add_argument("--router", choices=ROUTERS, default=ROUTERS[0], help="nextpnr router (%(default)s)")
     parser.add_argument("--placer", choices=PLACERS,
                         help="nextpnr placer (default static for the pipeline, heap otherwise)")
     parser.add_argument("--per-module", action="store_true",
@@ -367,7 +364,7 @@ def main(argv=None):
         report = synthesize(
             build_top(args.top), name=name, out_dir=args.out, device=args.device,
             package=args.package, speed=args.speed, clock_mhz=args.freq, seed=args.seed,
-            router=args.router or DEFAULT_ROUTERS.get(args.top, "router1"),
+            router=args.router,
             placer=args.placer or DEFAULT_PLACERS.get(args.top, "heap"),
             per_module=args.per_module, progress=progress)
     except SynthError as error:
