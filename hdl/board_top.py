@@ -21,7 +21,7 @@ lists them). It puts together:
   bus, feeds its ``rx`` and captures its ``tx`` (the receive path has none),
   on the board's ``uart`` resource.
 * A LED, where the board has one that is not a UART pin, toggling every
-  0.7 to 0.9 s from the design clock: the bitstream is loaded and the PLL
+  0.5 to 0.9 s from the design clock: the bitstream is loaded and the PLL
   runs.
 """
 
@@ -202,7 +202,7 @@ class BoardTop(Elaboratable):
         m.submodules.uart_tx_buf = uart_tx = io.Buffer("o", uart.tx)
         m.d.comb += [board.uart_rx.eq(uart_rx.i), uart_tx.o.eq(board.uart_tx)]
 
-        # Signs of life: a LED toggling every 2**(width - 1) cycles (0.7 to 0.9 s).
+        # Signs of life: a LED toggling every 2**(width - 1) cycles (0.5 to 0.9 s).
         if self.board.led:
             resource, _, subsignal = self.board.led.partition(".")
             led = platform.request(resource, 0, dir="-")

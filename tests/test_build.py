@@ -102,7 +102,12 @@ def _ecppll(in_mhz, out_mhz, tmp_path):
             for name in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE")}
 
 
-@pytest.mark.parametrize("in_mhz, out_mhz", [(25, 50), (100, 50), (25, 40), (100, 60)])
+#: The ECP5 boards' (oscillator, design clock) pairs, MHz, and two more.
+ECP5_CLOCKS = sorted({(board.oscillator_hz // 1_000_000, board.clock_hz // 1_000_000)
+                      for board in BOARDS.values() if board.family == "ecp5"} | {(25, 40), (100, 60)})
+
+
+@pytest.mark.parametrize("in_mhz, out_mhz", ECP5_CLOCKS)
 def test_ecp5_pll_matches_ecppll(in_mhz, out_mhz, tmp_path):
     pll = ecp5_pll(in_mhz * 1_000_000, out_mhz * 1_000_000)
     assert _ecppll(in_mhz, out_mhz, tmp_path) == {
