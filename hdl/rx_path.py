@@ -1,4 +1,11 @@
-"""The market-data receive path: Ethernet frames in, decoded ITCH messages out."""
+# amaranth: UnusedElaboratable=no
+"""The market-data receive path: Ethernet frames in, decoded ITCH messages out.
+
+(The first line's linter option: ``RxPath`` makes its register block in
+the constructor, and a host that builds one for its register map alone, as
+the counter check does for a receive-path board, must not be warned that it
+was never used.)
+"""
 
 import ipaddress
 

@@ -13,6 +13,7 @@ Every board's design clock is a whole number of MHz so that the host link's
 1,000,000 baud is a whole number of clocks per bit.
 """
 
+import hashlib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,12 @@ class Configuration:
     reductions: tuple = ()
     router: str = "router1"
     nextpnr_opts: tuple = ()
+
+    @property
+    def key(self):
+        """A name for the core this builds, the same for every configuration that builds the same one."""
+        digest = hashlib.sha1(repr(self.parameters).encode()).hexdigest()[:8]
+        return f"{self.core}_{digest}"
 
     def to_dict(self):
         parameters = {name: list(value) if isinstance(value, tuple) else value for name, value in self.parameters}

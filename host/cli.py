@@ -275,9 +275,10 @@ def cmd_race(args):
 
 def cmd_board_simulate(args):
     from ..sim.simulated_board import SimulatedBoard
+    configuration = _board(args.board).configuration if args.board else None
     print(f"starting a simulated board on {args.simulator} (a first run builds the simulator) ...",
           file=sys.stderr, flush=True)
-    with SimulatedBoard(simulator=args.simulator) as board:
+    with SimulatedBoard(configuration=configuration, simulator=args.simulator) as board:
         print(board.device, flush=True)
         print(f"serving: use --device {board.device}; every run restarts it; Ctrl-C stops it",
               file=sys.stderr, flush=True)
@@ -307,6 +308,25 @@ def cmd_board_latency(args):
           f"at 156.25 MHz)")
     print("  by probe: " + " ".join(str(latency) for latency in latencies))
     print("  the serial link's own latency is not part of these figures: the board stamps both ends itself")
+    return 0
+
+
+def cmd_board_check(args):
+    from .serial_device import check_counters, serial_port
+    frames = _read_frames(args.input)
+    check = check_counters(frames, port=serial_port(args.device), dst_ip=args.dst_ip, dst_port=args.dst_port,
+                           progress=Progress("injecting"))
+    print(f"{check.frames} frames injected into a board running {check.configuration}; its receive-path "
+          f"counters against the golden model's:")
+    width = max(len(name) for name, _board, _model in check.rows)
+    print(f"  {'counter':<{width}}  {'board':>10}  {'model':>10}")
+    for name, on_board, in_model in check.rows:
+        print(f"  {name:<{width}}  {on_board:>10}  {in_model:>10}" + ("" if on_board == in_model else "  differs"))
+    if check.differing:
+        print(f"tick2trade: the board differs from the golden model on {len(check.differing)} of "
+              f"{len(check.rows)} counters: {', '.join(name for name, *_ in check.differing)}", file=sys.stderr)
+        return 1
+    print(f"the board agrees with the golden model on all {len(check.rows)} counters")
     return 0
 
 
@@ -524,14 +544,24 @@ def build_parser():
                       help="skip the maker-latency sweep (a race per latency, golden-model sniper)")
     race.set_defaults(run=cmd_race)
 
-    board = commands.add_parser("board", help="a board over its serial link: a simulated one, on-board latency")
+    board = commands.add_parser("board", help="a board over its serial link: a simulated one, on-board latency, "
+                                             "a counter check")
     board_commands = board.add_subparsers(dest="board_command", required=True, metavar="COMMAND")
     board_simulate = board_commands.add_parser(
         "simulate", help="run a simulated board (the pipeline and its link, UART pins bit by bit) behind a "
                          "pseudo-terminal until interrupted; prints its device, serial:PTY")
     board_simulate.add_argument("--simulator", choices=[s for s in SIMULATORS if s != "amaranth"],
                                 default="verilator")
+    board_simulate.add_argument("--board", help="simulate what this board of 'tick2trade boards' runs (default: "
+                                                "the full pipeline)")
     board_simulate.set_defaults(run=cmd_board_simulate)
+    board_check = board_commands.add_parser(
+        "check", help="inject a feed into any board (the receive-path boards too) and compare its receive-path "
+                      "counters with the golden model's; exit 1 if they differ")
+    board_check.add_argument("input", help="feed pcap")
+    board_check.add_argument("--device", required=True, type=_device_type(()), help="serial:PORT")
+    add_address_options(board_check)
+    board_check.set_defaults(run=cmd_board_check)
     board_latency = board_commands.add_parser(
         "latency", help="the pipeline's actionable latency of the board's last orders, from its own probes")
     board_latency.add_argument("--device", required=True, type=_device_type(()), help="serial:PORT")

@@ -20,13 +20,19 @@ timing:
 
 The register map is the pipeline's for the strategy's book capacity and
 levels: the board must have been built with them (``tick2trade boards``).
-(The first line's linter option: a ``Pipeline`` is made here for its
-register map, never elaborated.)
+
+Any board, the receive-path ones too (they send no orders and keep their
+decoded messages), can be checked by its counters: ``check_counters``
+(``tick2trade board check``) injects a feed and sets each receive-path
+counter the board keeps against the golden model's.
+(The first line's linter option: cores are made here for their register
+maps, never elaborated.)
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import ipaddress
 
 from ..hdl.board_top import BAUD
@@ -39,7 +45,7 @@ from .device import DeviceError
 RESTART_POLLS = 100
 
 __all__ = ["SERIAL_PREFIX", "serial_port", "open_serial", "BoardSession", "SerialPipelineDevice", "BoardSniper",
-           "pipeline_registers", "DEFAULT_TIMEOUT"]
+           "CounterCheck", "check_counters", "board_register_maps", "pipeline_registers", "DEFAULT_TIMEOUT"]
 
 #: How a device string names a serial port: ``serial:PATH``.
 SERIAL_PREFIX = "serial:"
@@ -69,31 +75,41 @@ def open_serial(port: str, *, baud: int = BAUD):
 
 
 class BoardSession:
-    """The pipeline on a board, reached through ``transport``.
+    """A board's core, reached through ``transport``.
 
     Opening checks that the board answers with the design's magic number and
     has the register map ``registers`` (the pipeline's: ``pipeline_registers``;
-    its layout word, hdl/csr.py).
-    ``start`` makes the board ready for a run. Link errors become
+    its layout word, hdl/csr.py); without ``registers``, the map is found
+    among those of the boards' configurations (``tick2trade boards``) by the
+    board's layout word, and ``configuration`` names it.
+    ``start`` makes a pipeline board ready for a run. Link errors become
     ``DeviceError``.
     """
 
-    def __init__(self, transport, registers, *, timeout: float = DEFAULT_TIMEOUT):
-        self.registers = registers
+    def __init__(self, transport, registers=None, *, timeout: float = DEFAULT_TIMEOUT):
         self.link = BoardLinkClient(transport, timeout=timeout)
         magic, layout = self._call(self.link.read_registers, 0, 2)
         if magic != MAGIC:
             raise DeviceError(f"not a tick2trade board: register 0 reads 0x{magic:08x}, not 0x{MAGIC:08x}")
-        if layout != layout_word(registers):
+        #: The configuration of host/boards.py the board was found to run (None when ``registers`` were given).
+        self.configuration = None
+        if registers is None:
+            maps = board_register_maps()
+            if layout not in maps:
+                raise DeviceError(f"the board's register map (layout 0x{layout:08x}) is none of the boards' "
+                                  f"configurations (tick2trade boards): was it built by another version?")
+            self.configuration, registers = maps[layout]
+        elif layout != layout_word(registers):
             raise DeviceError(f"the board's register map (layout 0x{layout:08x}) is not the one this run needs "
                               f"(0x{layout_word(registers):08x}): it was built with another configuration "
                               f"(tick2trade boards)")
+        self.registers = registers
         self._counted = [name for name, register in registers.items() if register.kind == "counter"]
-        self._before = None
+        self._before = self.read(self._counted)
 
     def start(self, strategy, *, dst_ip=None, dst_port=None) -> None:
         """Restart the pipeline (every stage reset, the order book emptied: see the module docstring),
-        note every counter (a run reports increases) and configure it for ``strategy`` (resolved)."""
+        note every counter again (a run reports increases) and configure it for ``strategy`` (resolved)."""
         from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
         from .pipeline_device import register_writes
         self.write([("restart", 1)])
@@ -102,7 +118,8 @@ class BoardSession:
                 break
         else:
             raise DeviceError(f"the board's order book is still emptying after {RESTART_POLLS} reads")
-        self._before = self.read(self._counted)
+        self.collect()  # frames an earlier run left uncollected (one stopped early, a counter check)
+        self.note_counters()
         dst_ip = int(ipaddress.IPv4Address(dst_ip or DEFAULT_DST_IP))
         self.write(register_writes(strategy, dst_ip=dst_ip, dst_port=DEFAULT_DST_PORT if dst_port is None else dst_port))
 
@@ -132,7 +149,10 @@ class BoardSession:
 
     def inject(self, frame: bytes, err: bool = False) -> int:
         """``frame`` into ``rx``; the cycle of its first beat."""
-        return self._call(self.link.inject, frame, err)
+        try:
+            return self._call(self.link.inject, frame, err)
+        except ValueError as error:  # a frame the link cannot carry
+            raise DeviceError(f"cannot inject a frame: {error}") from None
 
     def collect(self) -> list:
         """The captured ``tx`` frames waiting, oldest first, as TxFrame."""
@@ -142,8 +162,12 @@ class BoardSession:
             frames.append(TxFrame(captured.frame, captured.err, captured.stamp))
         return frames
 
+    def note_counters(self) -> None:
+        """Take the counters' values now as the start of the increases ``counters`` reports."""
+        self._before = self.read(self._counted)
+
     def counters(self) -> dict[str, int]:
-        """Every counter's increase since ``start``."""
+        """Every counter's increase since the session opened, or since ``start`` or ``note_counters``."""
         after = self.read(self._counted)
         return {name: (after[name] - self._before[name]) % (1 << self.registers[name].width)
                 for name in self._counted}
@@ -157,6 +181,65 @@ class BoardSession:
             values = self.read(["probe_trigger_cycle", "probe_tx_cycle"])
             pairs.append((values["probe_trigger_cycle"], values["probe_tx_cycle"]))
         return pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterCheck:
+    """A board's receive-path counters over a feed, next to the golden model's (``check_counters``).
+
+    ``rows``: (counter, the board's increase, the golden model's count), for
+    every receive-path counter the board keeps, in register order.
+    """
+    configuration: str
+    frames: int
+    rows: tuple
+
+    @property
+    def differing(self) -> list:
+        return [row for row in self.rows if row[1] != row[2]]
+
+
+def check_counters(frames, *, port=None, transport=None, dst_ip=None, dst_port=None,
+                   timeout: float = DEFAULT_TIMEOUT, progress=None) -> CounterCheck:
+    """Inject ``frames`` (RxFrame) into any board's ``rx`` and compare its receive-path counters with the model's.
+
+    Works on every configuration (``tick2trade boards``): the receive-path
+    boards, whose decoded messages stay on the board, as well as the
+    pipeline's. The board's MoldUDP64 session is forgotten first (``resync``),
+    as the golden model starts, and its counters are taken as increases.
+    """
+    from ..hdl.rx_path import COUNTERS, DEFAULT_DST_IP, DEFAULT_DST_PORT
+    from .device import ModelRxDevice
+    dst_ip = dst_ip or DEFAULT_DST_IP
+    dst_port = DEFAULT_DST_PORT if dst_port is None else dst_port
+    transport, owned = _transport(port, transport)
+    try:
+        board = BoardSession(transport, timeout=timeout)
+        board.write([("dst_ip", int(ipaddress.IPv4Address(dst_ip))), ("dst_port", dst_port), ("resync", 1)])
+        board.note_counters()
+        for number, frame in enumerate(frames):
+            board.inject(frame.data, frame.err)
+            if progress:
+                progress(number + 1, len(frames))
+        counters = board.counters()
+    finally:
+        if owned:
+            transport.close()
+    model = ModelRxDevice(dst_ip=dst_ip, dst_port=dst_port).run(frames).counters
+    rows = tuple((name, counters[name], model.get(name, 0)) for name in COUNTERS if name in counters)
+    return CounterCheck(configuration=f"{board.configuration.name} ({board.configuration.core})",
+                        frames=len(frames), rows=rows)
+
+
+def board_register_maps():
+    """{layout word: (configuration, register map)} of every configuration a board of host/boards.py gets."""
+    from ..hdl.board_top import make_core
+    from .boards import BOARDS
+    maps = {}
+    for board in BOARDS.values():
+        registers = make_core(board.configuration).registers
+        maps.setdefault(layout_word(registers), (board.configuration, registers))
+    return maps
 
 
 def pipeline_registers(strategy):

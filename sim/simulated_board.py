@@ -33,15 +33,21 @@ START_TIMEOUT_S = 1200.0
 
 
 class SimulatedBoard:
-    """``BoardCore`` around ``Pipeline(capacity, levels)`` in ``simulator``, until ``close``; a context manager.
+    """``BoardCore`` around a board configuration's core in ``simulator``, until ``close``; a context manager.
 
-    ``device`` is the ``serial:`` device string of its pseudo-terminal.
-    A simulator that fails or does not start raises ``DeviceError``.
+    ``configuration`` is one of host/boards.py (default: the full pipeline,
+    ``FULL``), so that a simulated board runs what that board's build runs:
+    ``tick2trade board simulate --board icebreaker`` gives the iCEBreaker's
+    receive path and its four counters. ``device`` is the ``serial:``
+    device string of its pseudo-terminal. A simulator that fails or does not
+    start raises ``DeviceError``.
     """
 
-    def __init__(self, *, capacity=4096, levels=4, simulator="verilator"):
+    def __init__(self, *, configuration=None, simulator="verilator"):
         from ..hdl.board_core import BoardCore
-        from ..hdl.pipeline import Pipeline
+        from ..hdl.board_top import make_core
+        from ..host.boards import FULL
+        configuration = configuration or FULL
         unavailable = available_simulators().get(simulator, f"unknown simulator {simulator!r}")
         if unavailable:
             raise DeviceError(unavailable)
@@ -49,9 +55,9 @@ class SimulatedBoard:
         scratch = Path(self._scratch.name)
         self._announce, self._stop = scratch / "pty", scratch / "stop"
         self._failure = None
-        dut = BoardCore(Pipeline(capacity=capacity, levels=levels), clocks_per_bit=CLOCKS_PER_BIT)
+        dut = BoardCore(make_core(configuration), clocks_per_bit=CLOCKS_PER_BIT)
         self._thread = threading.Thread(
-            target=self._simulate, args=(dut, f"board_c{capacity}_l{levels}", simulator),
+            target=self._simulate, args=(dut, f"board_{configuration.key}", simulator),
             name="simulated-board", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S

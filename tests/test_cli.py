@@ -11,12 +11,16 @@ import time
 
 import pytest
 
+from tick2trade.hdl.rx_path import COUNTERS
+from tick2trade.host.boards import BOARDS, FULL
 from tick2trade.host.cli import main
 from tick2trade.host.codec import itch, ouch
 from tick2trade.host.codec.net import parse_tcp_frame
 from tick2trade.host.codec.pcap import read_pcap
 from tick2trade.host.codec.binaryfile import write_binaryfile
 from tick2trade.host.feed import FeedConfig, generate_messages
+from tick2trade.host.rx_model import RxModel
+from tick2trade.sim.runner import available_simulators
 
 
 def run_cli(*args):
@@ -232,10 +236,50 @@ def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_pat
     assert run_latency["min"] <= min(probes) and max(probes) <= run_latency["max"]
     assert "the serial link's own latency is not part of these figures" in printed
 
+    # Its receive-path counters over the feed are the golden model's (board_check_rows, below).
+    assert main(["board", "check", str(feed), "--device", simulated_board.device]) == 0
+    assert [name for name, _on_board in board_check_rows(capsys.readouterr().out)] == list(COUNTERS)
+
     # The board has traded: a second run restarts it and sends the same orders again.
     assert main(["sim", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(tmp_path / "again.pcap"),
                  "--device", simulated_board.device]) == 0
     assert [record.data for record in read_pcap(tmp_path / "again.pcap")] == orders
+
+
+def board_check_rows(printed):
+    """(counter, the board's count) of `board check`'s table, each checked against the golden model here."""
+    rows = [line.split() for line in printed.splitlines()[2:] if line.startswith("  ")]
+    assert rows and all(len(row) == 3 and row[1] == row[2] for row in rows), printed
+    assert "the board agrees with the golden model" in printed
+    return [(name, int(on_board)) for name, on_board, _model in rows]
+
+
+@pytest.mark.cocotb
+@pytest.mark.xdist_group("simulated_board")
+@pytest.mark.parametrize("board_name", ["icebreaker", "colorlight-5a75b"])
+def test_board_check_on_a_simulated_receive_path_board(board_name, tmp_path, capsys):
+    """A receive-path board (its decoded messages stay on the board) is checked by its counters: over a
+    feed with lost, repeated, reordered and bad frames, each counter it keeps is the golden model's,
+    counted here apart from the command; a second check on the same board agrees again."""
+    reason = available_simulators()["verilator"]
+    if reason:
+        pytest.skip(reason)
+    from tick2trade.sim.simulated_board import SimulatedBoard
+    feed = tmp_path / "feed.pcap"
+    assert main(["feed", "generate", "--seed", "7", "--messages", "400", "--gaps", "0.05", "--duplicates", "0.05",
+                 "--reorder", "0.05", "--corrupt", "0.05", "--out", str(feed)]) == 0
+    model = RxModel()
+    for record in read_pcap(feed):
+        model.process(record.data)
+    configuration = BOARDS[board_name].configuration
+    kept = dict(configuration.parameters).get("counters", COUNTERS)
+    expected = [(name, model.counters[name]) for name in COUNTERS if name in kept]
+    assert all(model.counters[name] for name in ("frames_ok", "msgs", "mold_gap", "mold_duplicate_packet"))
+    with SimulatedBoard(configuration=configuration) as board:
+        for _run in range(2):
+            capsys.readouterr()
+            assert main(["board", "check", str(feed), "--device", board.device]) == 0
+            assert board_check_rows(capsys.readouterr().out) == expected
 
 
 CLI_WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -260,7 +304,8 @@ def board_simulate():
         # (the simulator is a child of the thread that runs it: each thread lists its own children)
         children = [int(pid) for task in pathlib.Path(f"/proc/{process.pid}/task").iterdir()
                     for pid in (task / "children").read_text().split()]
-        simulators = [pid for pid in children if b"board_c" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+        build = f"board_{FULL.key}".encode()
+        simulators = [pid for pid in children if build in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(simulators) == 1, children
         yield process, simulators[0]
     finally:
