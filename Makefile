@@ -8,7 +8,7 @@ BOARD ?= ulx3s-85f
 PYTEST_FLAGS ?= -n 2 --dist loadgroup
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup demo test test-all bench verilog synth build waves clean
+.PHONY: setup demo test test-all test-board bench verilog synth build waves clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+
+# The board tests on a flashed board: make test-board DEVICE=serial:/dev/ttyUSB1
+test-board: setup
+	@test -n "$(DEVICE)" || { echo "make test-board needs DEVICE=serial:PORT, e.g. DEVICE=serial:/dev/ttyUSB1"; exit 2; }
+	$(BIN)/python -m pytest -m board --board $(DEVICE)
 
 bench: setup
 	$(BIN)/tick2trade bench --out $(OUT)/bench.json

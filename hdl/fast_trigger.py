@@ -26,6 +26,19 @@ registered state does not show yet: the ``Pipeline`` works that out):
   known levels leave the side unknown: the new price is the better of the
   message's and the next level's.
 
+And of the target, on the state the book shows (``quiet``), the lead
+reliable with both sides priced:
+
+- an A or F that improves the target's best price on its side (or gives an
+  empty side its first): its order, if the snipe's condition starts to hold
+  on it, takes the message's price for ``min(order_size, its shares)``.
+  The strategy's ``armed`` flags need no copy here: a side is disarmed only
+  at the quote it last fired at, and the new quote is another price. The
+  risk gate cannot check an order that comes with its message in the same
+  cycle, so it forecasts a bound on it (``order_size`` at the highest price
+  that fires, for a buy, or that passes the collar, for a sell), and only
+  orders under a bound that passes go out fast.
+
 A new price ``p`` on one side makes the sum ``S`` of the lead's quotes ``p``
 plus the other side's price, so each of the strategy's conditions on ``S``
 (``hdl/trigger.py``: buy when ``2 (target ask + edge + 1) <= S``, sell when
@@ -86,7 +99,7 @@ from amaranth.lib.wiring import In, Out
 from .itch_decode import ItchMessage
 from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth, Stamp, book_depths,
                           book_tops)
-from .risk_gate import ForecastOrder
+from .risk_gate import FORECAST_ORDERS, ForecastOrder
 from .stream import rx_stream
 from .trigger import StrategyKind, _check_slots, _slot_shape
 
@@ -122,6 +135,8 @@ class _LeadState(data.Struct):
 class _Verdict(data.Struct):
     """What the fast path decided on a message, and the fields it needs of it a cycle later."""
     fire: 2           # per side (index Side): its order is sent
+    target: 1         # a target's add fired it: the order is at the message's price, for ``shares``
+    shares: SHARES_WIDTH  # min(order_size, the add's shares)
     keep: 1           # the message was predicted and nothing fired on it: its state replaces the book's
     still: 1          # of those, one that leaves the best prices as they are (behind them)
     ask_side: 1       # the side of the lead it moved
@@ -139,10 +154,13 @@ class _Candidate(data.Struct):
     shares: SHARES_WIDTH
     formable: 1  # the target's quote is valid and the target reliable
     holds: 1     # the condition holds already (it cannot fire on a lead move)
+    valid: 1     # the target's quote is valid
+    open: 1      # ... or its side is empty (not unknown): an add there is its best level
 
 
 class FastTrigger(wiring.Component):
-    """Predicts the snipe's order on a lead message that moves the lead's best price; see the module docstring.
+    """Predicts the snipe's order on a lead message that moves the lead's best price, or a target's add that
+    moves the target's; see the module docstring.
 
     Parameters
     ----------
@@ -169,11 +187,13 @@ class FastTrigger(wiring.Component):
         The strategy registers.
     collar : In(32)
         The risk gate's collar register.
-    forecast_orders : Out(ArrayLayout(ForecastOrder, 2))
-        The buy (index 0) and the sell (1) a lead move would make, for the risk
-        gate's forecast.
-    risk_ok : In(2)
-        The risk gate's forecast for those two orders: every check but the
+    forecast_orders : Out(ArrayLayout(ForecastOrder, FORECAST_ORDERS))
+        For the risk gate's forecast: the buy (index 0) and the sell (1) a
+        lead move would make; a bound on the buy (2) and the sell (3) a
+        target's add would make (the highest price that passes the snipe's
+        condition or the collar, for ``order_size``).
+    risk_ok : In(FORECAST_ORDERS)
+        The risk gate's forecast for those orders: every check but the
         collar passes.
     quiet : In(1)
         Nothing is in flight that ``tops`` and ``risk_ok`` do not show yet, and
@@ -206,11 +226,11 @@ class FastTrigger(wiring.Component):
             "edge": In(PRICE_WIDTH),
             "order_size": In(32),
             "collar": In(PRICE_WIDTH),
-            "risk_ok": In(2),
+            "risk_ok": In(FORECAST_ORDERS),
             "quiet": In(1),
             "tracked": In(1),
             "disturbed": In(1),
-            "forecast_orders": Out(data.ArrayLayout(ForecastOrder, 2)),
+            "forecast_orders": Out(data.ArrayLayout(ForecastOrder, FORECAST_ORDERS)),
             "fast": Out(rx_stream(OrderRequest)),
         })
 
@@ -250,8 +270,11 @@ class FastTrigger(wiring.Component):
                      applied.eq(verdict.keep)]
 
         lead_locate = Signal(16)
+        target_locate = Signal(16)
+        target_reliable = Signal()
         target_slot = Signal.like(self.target_slot)
-        quotes = {side: Signal(data.StructLayout({"price": PRICE_WIDTH, "shares": SHARES_WIDTH, "formable": 1}),
+        quotes = {side: Signal(data.StructLayout({"price": PRICE_WIDTH, "shares": SHARES_WIDTH, "formable": 1,
+                                                  "valid": 1, "open": 1}),
                                name=f"{side.name.lower()}_quote")
                   for side in Side}  # the quote each order takes: a buy (BID) takes the target's ask
         edge = Signal.like(self.edge)
@@ -259,12 +282,15 @@ class FastTrigger(wiring.Component):
         order_size = Signal.like(self.order_size)
         m.d.sync += [
             lead_locate.eq(self.locates[self.lead_slot]),
+            target_locate.eq(self.locates[self.target_slot]),
+            target_reliable.eq(~target.unreliable),
             target_slot.eq(self.target_slot),
             edge.eq(self.edge), collar.eq(self.collar), order_size.eq(self.order_size),
         ]
         for side, quote in ((Side.BID, target.ask), (Side.ASK, target.bid)):
             m.d.sync += [quotes[side].price.eq(quote.price), quotes[side].shares.eq(quote.shares),
-                         quotes[side].formable.eq(quote.valid & ~target.unreliable)]
+                         quotes[side].formable.eq(quote.valid & ~target.unreliable),
+                         quotes[side].valid.eq(quote.valid), quotes[side].open.eq(quote.valid | ~quote.unknown)]
 
         # Second cycle: each side's candidate order and the thresholds of the lead price. On the
         # lead's sum S after the move: a buy fires from 2 (ask + edge + 1) on and fails the collar
@@ -304,6 +330,7 @@ class FastTrigger(wiring.Component):
                 candidate.shares.eq(Mux(quote.shares < order_size, quote.shares, order_size)),
                 candidate.formable.eq(quote.formable),
                 candidate.holds.eq(state.fair_valid & holds),
+                candidate.valid.eq(quote.valid), candidate.open.eq(quote.open),
             ]
             for moved in Side:
                 values = (fires_limit - now[other_side[moved]].price, collar_limit - now[other_side[moved]].price)
@@ -316,13 +343,40 @@ class FastTrigger(wiring.Component):
                 m.d.sync += [flag.eq(value) for flag, value in
                              zip(flags, judge(side, now[moved].depth.next.price, *values))]
                 next_fires[moved, side], next_collar_ok[moved, side] = flags
+        # A target's add: its price p becomes its side's best quote (if better, or the side is empty).
+        # On the lead's sum S as it is, the buy fires when 2 p <= S - 2 (edge + 1) and passes the
+        # collar when 2 p > S - 2 (collar + 1); the sell fires when 2 p > S + 2 edge and passes the
+        # collar when 2 p <= S + 2 collar. Its order is p for min(order_size, the add's shares); the
+        # gate forecasts a bound on it: order_size at the highest price that fires (a buy: fair -
+        # edge - 1) or passes the collar (a sell: fair + collar), more than any such order.
+        target_limits = {name: Signal(_THRESHOLD, name=f"target_{name}")
+                         for name in ("buy_fires_to", "buy_collar_above", "sell_fires_above", "sell_collar_to")}
+        m.d.sync += [
+            target_limits["buy_fires_to"].eq(state.sum - 2 * (edge + 1)),
+            target_limits["buy_collar_above"].eq(state.sum - 2 * (collar + 1)),
+            target_limits["sell_fires_above"].eq(state.sum + 2 * edge),
+            target_limits["sell_collar_to"].eq(state.sum + 2 * collar),
+        ]
+        fair_now = state.sum >> 1
+        highest_buy, highest_sell = fair_now - edge - 1, fair_now + collar
+        bounds = {Side.BID: Signal(PRICE_WIDTH, name="target_buy_bound"),
+                  Side.ASK: Signal(PRICE_WIDTH, name="target_sell_bound")}
+        m.d.sync += [bounds[Side.BID].eq(Mux(highest_buy[-1], 0, highest_buy)),
+                     bounds[Side.ASK].eq(Mux(highest_sell[PRICE_WIDTH:].any(), (1 << PRICE_WIDTH) - 1, highest_sell))]
+        for side, bound in bounds.items():
+            m.d.comb += [self.forecast_orders[2 + side.value].price.eq(bound),
+                         self.forecast_orders[2 + side.value].shares.eq(order_size)]
+
         # The lead state of the candidates, registered along with them, and the sum with each
         # side's next level in place of its best.
         held_state = Signal(_LeadState)
         held_next_sum = {side: Signal(PRICE_WIDTH + 1, name=f"{side.name.lower()}_next_sum") for side in Side}
         held_locate = Signal.like(lead_locate)
+        held_target_locate = Signal.like(target_locate)
+        held_target_reliable = Signal()
         held_slot = Signal.like(target_slot)
         m.d.sync += [held_state.eq(state), held_locate.eq(lead_locate), held_slot.eq(target_slot),
+                     held_target_locate.eq(target_locate), held_target_reliable.eq(target_reliable),
                      *(held_next_sum[side].eq(now[side].depth.next.price + now[other_side[side]].price)
                        for side in Side)]
         held = sides_of(held_state)
@@ -394,11 +448,33 @@ class FastTrigger(wiring.Component):
             fire[side] = (newly[side] & Mux(ask_side, collar_ok[Side.ASK], collar_ok[Side.BID])
                           & candidate.formable & self.risk_ok[side.value])
         m.d.comb += keep.eq((lead_move & ~newly[Side.BID] & ~newly[Side.ASK]) | still)
+
+        # A target's add, on the state as the book shows it (``quiet``), the lead reliable and both its
+        # sides priced: the add's side's new best, the condition and the collar on it, the gate's
+        # forecast of the bound. A buy takes the target's ask (the BID candidate's quote).
+        add_price = message.fields.A.price
+        of_target = (self.messages.valid & self.quiet & ~message.gap & is_add & held_target_reliable
+                     & (message.locate == held_target_locate) & (held_target_locate != 0)
+                     & (held_target_locate != held_locate) & held_state.bid.removable & held_state.ask.removable)
+        adds_ask = message.fields.A.side == ord("S")
+        twice = add_price << 1
+        target_fire = {}
+        for side, candidate in candidates.items():
+            quote_better = add_price < candidate.price if side is Side.BID else add_price > candidate.price
+            moves_quote = (adds_ask if side is Side.BID else ~adds_ask) & candidate.open & (~candidate.valid | quote_better)
+            if side is Side.BID:
+                holds = (twice <= target_limits["buy_fires_to"]) & (twice > target_limits["buy_collar_above"])
+            else:
+                holds = (twice > target_limits["sell_fires_above"]) & (twice <= target_limits["sell_collar_to"])
+            target_fire[side] = of_target & moves_quote & holds & self.risk_ok[2 + side.value]
         # All that is decided on the message is registered (a few bits), with its fields; the
         # request and the state a kept message leaves are made of registers in the next cycle
         # (`held_*` and the candidates hold still around a judged message).
         m.d.sync += [
-            verdict.fire.eq(Cat(fire[Side.BID], fire[Side.ASK])), verdict.keep.eq(keep), verdict.still.eq(still),
+            verdict.fire.eq(Cat(fire[Side.BID] | target_fire[Side.BID], fire[Side.ASK] | target_fire[Side.ASK])),
+            verdict.target.eq(target_fire[Side.BID] | target_fire[Side.ASK]),
+            verdict.shares.eq(Mux(message.fields.A.shares < order_size, message.fields.A.shares, order_size)),
+            verdict.keep.eq(keep), verdict.still.eq(still),
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
             verdict.is_add.eq(is_add), verdict.is_replace.eq(is_replace), verdict.price.eq(price),
@@ -474,9 +550,9 @@ class FastTrigger(wiring.Component):
             self.fast.valid.eq(verdict.fire.any()),
             request.slot.eq(held_slot),
             request.side.eq(Mux(bought, Side.BID, Side.ASK)),
-            request.price.eq(Mux(bought, buy.price, sell.price)),
-            request.shares.eq(Mux(bought, buy.shares, sell.shares)),
-            request.fair_value.eq(moved_sum >> 1),
+            request.price.eq(Mux(verdict.target, verdict.price, Mux(bought, buy.price, sell.price))),
+            request.shares.eq(Mux(verdict.target, verdict.shares, Mux(bought, buy.shares, sell.shares))),
+            request.fair_value.eq(Mux(verdict.target, held_state.sum, moved_sum) >> 1),
             request.fair_valid.eq(1),
             request.stamp.eq(verdict.stamp),
         ]

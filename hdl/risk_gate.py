@@ -39,9 +39,10 @@ checked with old and new values mixed.
 holds more than ``rate_burst`` tokens).
 
 For the fast path (``hdl/fast_trigger.py``) the gate also forecasts, for
-the two orders a lead move would make, whether a request for each would
-pass every check but the collar (which depends on the fair value the move
-makes, and is the fast trigger's to check): the same checks, from the
+``FORECAST_ORDERS`` orders (the two a lead move would make, and a bound on
+each of the two a target's add would make), whether a request for each
+would pass every check but the collar (which depends on the fair value the
+move makes, and is the fast trigger's to check): the same checks, from the
 state as it stands, ``FORECAST_LATENCY`` cycles after their inputs (the
 limits one more), by the same notional pipeline as a request.
 """
@@ -54,7 +55,7 @@ from amaranth.lib.wiring import In, Out
 from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, RejectReason, Side
 from .stream import rx_stream
 
-__all__ = ["RiskGate", "RiskEvents", "ForecastOrder", "FORECAST_LATENCY", "ORDER_QUEUE_DEPTH", "RISK_LATENCY",
+__all__ = ["RiskGate", "RiskEvents", "ForecastOrder", "FORECAST_ORDERS", "FORECAST_LATENCY", "ORDER_QUEUE_DEPTH", "RISK_LATENCY",
            "DECISION_LATENCY", "LIMITS_LATENCY"]
 
 #: Accepted orders the queue in front of the transmitter holds; a request finding it full is rejected busy.
@@ -65,6 +66,8 @@ DECISION_LATENCY = 4
 RISK_LATENCY = DECISION_LATENCY + 1
 #: Cycles from the operands of the notional check to its result (`RiskGate._notional_over`).
 NOTIONAL_CYCLES = 2
+#: Orders the gate forecasts for the fast path, a buy at each even index and a sell at each odd one.
+FORECAST_ORDERS = 4
 #: Cycles from ``forecast_orders`` (and the state; a limit one more) to ``forecast`` showing them.
 FORECAST_LATENCY = NOTIONAL_CYCLES + 1
 #: Cycles from a write of a limit (other than the bucket's) to the first request sure to see it.
@@ -169,9 +172,9 @@ class RiskGate(wiring.Component):
         Strobe: the host wrote ``rate_burst``; the bucket is refilled to it.
     orders_done : In(32)
         Strobe-valued: a nonzero value subtracts that many from ``outstanding`` (not below 0).
-    forecast_orders : In(ArrayLayout(ForecastOrder, 2))
-        Two orders the fast path may send (index: the Side, a buy at 0).
-    forecast : Out(2)
+    forecast_orders : In(ArrayLayout(ForecastOrder, FORECAST_ORDERS))
+        Orders the fast path may send (index modulo 2: the Side, a buy at 0).
+    forecast : Out(FORECAST_ORDERS)
         Per order of ``forecast_orders``: a request for it (any fair value) would
         pass every check but the collar, and the queue would take it if it is
         empty. Registered, ``FORECAST_LATENCY`` cycles after its inputs (one
@@ -203,8 +206,8 @@ class RiskGate(wiring.Component):
             "rate_burst_write": In(1),
             "rate_period": In(32),
             "orders_done": In(32),
-            "forecast_orders": In(data.ArrayLayout(ForecastOrder, 2)),
-            "forecast": Out(2),
+            "forecast_orders": In(data.ArrayLayout(ForecastOrder, FORECAST_ORDERS)),
+            "forecast": Out(FORECAST_ORDERS),
             "outstanding": Out(32),
             "tokens": Out(32),
             "events": Out(RiskEvents),
@@ -274,15 +277,16 @@ class RiskGate(wiring.Component):
         on slowly changing inputs, so that the fast path sends only orders the
         gate will accept.
         """
-        for side in Side:
-            order = self.forecast_orders[side.value]
-            name = f"forecast_{side.name.lower()}"
+        for index in range(FORECAST_ORDERS):
+            side = Side(index % 2)
+            order = self.forecast_orders[index]
+            name = f"forecast_{index}_{side.name.lower()}"
             room = limits.long_room if side is Side.BID else limits.short_room
             # The checks but the notional, along with its pipeline.
             passes = _delayed(m, ~self.kill & (order.shares <= self.max_qty) & ~room[-1] & (order.shares <= room[:-1])
                               & ~outstanding_full & ~bucket_empty, NOTIONAL_CYCLES, f"{name}_passes")
             over = self._notional_over(m, limits, order.price, order.shares, name)
-            m.d.sync += self.forecast[side.value].eq(passes[-1] & ~over)
+            m.d.sync += self.forecast[index].eq(passes[-1] & ~over)
 
     def _request_checks(self, m, limits):
         """Cycles c .. c+3: the checks on the request alone; then the decision (`_decide`), whose flags it returns."""

@@ -20,7 +20,6 @@ from tick2trade.host.codec.pcap import read_pcap
 from tick2trade.host.codec.binaryfile import write_binaryfile
 from tick2trade.host.feed import FeedConfig, generate_messages
 from tick2trade.host.rx_model import RxModel
-from tick2trade.sim.runner import available_simulators
 
 
 def run_cli(*args):
@@ -212,8 +211,9 @@ def test_report_compare_fails_on_a_regression_beyond_the_threshold(tmp_path):
 
 
 @pytest.mark.cocotb
+@pytest.mark.board
 @pytest.mark.xdist_group("simulated_board")
-def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_path, capsys):
+def test_sim_run_and_board_latency_on_a_board(board, tmp_path, capsys):
     """`sim run --device serial:PTY` writes the golden model's order frames; `board latency` then shows the
     actionable latency of the board's last 16 orders from its own probes, within the run's range; a
     second run on the same board writes them again."""
@@ -223,13 +223,13 @@ def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_pat
                  "--out", str(feed)]) == 0
     assert main(["model", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(golden)]) == 0
     assert main(["sim", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(sent),
-                 "--summary", str(summary_path), "--device", simulated_board.device]) == 0
+                 "--summary", str(summary_path), "--device", board]) == 0
     orders = [record.data for record in read_pcap(golden)]
     assert len(orders) > 16 and [record.data for record in read_pcap(sent)] == orders
     run_latency = json.loads(summary_path.read_text())["latency_cycles"]
 
     capsys.readouterr()
-    assert main(["board", "latency", "--device", simulated_board.device, "--config", str(EXAMPLE_STRATEGY)]) == 0
+    assert main(["board", "latency", "--device", board, "--config", str(EXAMPLE_STRATEGY)]) == 0
     printed = capsys.readouterr().out
     probes = [int(cycles) for cycles in printed.split("by probe:")[1].splitlines()[0].split()]
     assert len(probes) == 16
@@ -237,12 +237,12 @@ def test_sim_run_and_board_latency_on_a_simulated_board(simulated_board, tmp_pat
     assert "the serial link's own latency is not part of these figures" in printed
 
     # Its receive-path counters over the feed are the golden model's (board_check_rows, below).
-    assert main(["board", "check", str(feed), "--device", simulated_board.device]) == 0
+    assert main(["board", "check", str(feed), "--device", board]) == 0
     assert [name for name, _on_board in board_check_rows(capsys.readouterr().out)] == list(COUNTERS)
 
     # The board has traded: a second run restarts it and sends the same orders again.
     assert main(["sim", "run", str(feed), "--config", str(EXAMPLE_STRATEGY), "--out", str(tmp_path / "again.pcap"),
-                 "--device", simulated_board.device]) == 0
+                 "--device", board]) == 0
     assert [record.data for record in read_pcap(tmp_path / "again.pcap")] == orders
 
 
@@ -255,31 +255,28 @@ def board_check_rows(printed):
 
 
 @pytest.mark.cocotb
+@pytest.mark.board
 @pytest.mark.xdist_group("simulated_board")
 @pytest.mark.parametrize("board_name", ["icebreaker", "colorlight-5a75b"])
-def test_board_check_on_a_simulated_receive_path_board(board_name, tmp_path, capsys):
+def test_board_check_on_a_receive_path_board(board_name, board_device, tmp_path, capsys):
     """A receive-path board (its decoded messages stay on the board) is checked by its counters: over a
     feed with lost, repeated, reordered and bad frames, each counter it keeps is the golden model's,
     counted here apart from the command; a second check on the same board agrees again."""
-    reason = available_simulators()["verilator"]
-    if reason:
-        pytest.skip(reason)
-    from tick2trade.sim.simulated_board import SimulatedBoard
+    configuration = BOARDS[board_name].configuration
+    device = board_device(configuration)
     feed = tmp_path / "feed.pcap"
     assert main(["feed", "generate", "--seed", "7", "--messages", "400", "--gaps", "0.05", "--duplicates", "0.05",
                  "--reorder", "0.05", "--corrupt", "0.05", "--out", str(feed)]) == 0
     model = RxModel()
     for record in read_pcap(feed):
         model.process(record.data)
-    configuration = BOARDS[board_name].configuration
     kept = dict(configuration.parameters).get("counters", COUNTERS)
     expected = [(name, model.counters[name]) for name in COUNTERS if name in kept]
     assert all(model.counters[name] for name in ("frames_ok", "msgs", "mold_gap", "mold_duplicate_packet"))
-    with SimulatedBoard(configuration=configuration) as board:
-        for _run in range(2):
-            capsys.readouterr()
-            assert main(["board", "check", str(feed), "--device", board.device]) == 0
-            assert board_check_rows(capsys.readouterr().out) == expected
+    for _run in range(2):
+        capsys.readouterr()
+        assert main(["board", "check", str(feed), "--device", device]) == 0
+        assert board_check_rows(capsys.readouterr().out) == expected
 
 
 CLI_WITH_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "

@@ -8,11 +8,13 @@ evaluated on the state before (its steady state; cases where that state
 itself would fire are not quiet and are drawn again) and after the message,
 each request checked by a fresh ``RiskModel``. For a message the fast path
 predicts (a lead add; a lead delete or replace of its side's best level's
-only order) the fast trigger must send the exact path's request one cycle
-after the message (the fair value too, and the message's stamp; the first,
-where it sends two), or nothing where the exact path sends none; for any
-other message (the target's, a removal of a deeper or shared order, an
-unknown reference) nothing.
+only order; a target's add that improves its side, where the risk limits
+let the order the gate forecasts for it through) the fast trigger must send
+the exact path's request one cycle after the message (the fair value too,
+and the message's stamp; the first, where it sends two), or nothing where
+the exact path sends none; for any other message (a removal of a deeper or
+shared order, an unknown reference, a target's add the limits might stop)
+nothing.
 
 Adds: the lead's quotes are drawn (one side may be empty or unknown) and the
 add is taken by hand (a better price becomes the best level). Deletes and
@@ -47,7 +49,7 @@ from tick2trade.hdl.order_types import REFS_WIDTH, Stamp
 from tick2trade.hdl.risk_gate import FORECAST_LATENCY, RiskGate
 from tick2trade.hdl.trigger import StrategyKind
 from tick2trade.host.book_model import BookModel, order_index
-from tick2trade.host.order_types import InstrumentDepth, InstrumentTop, Quote, Side
+from tick2trade.host.order_types import InstrumentDepth, InstrumentTop, OrderRequest, Quote, Side
 from tick2trade.host.risk_model import RiskLimits, RiskModel
 from tick2trade.host.trigger_model import Strategy, StrategyConfig, TriggerModel
 
@@ -73,8 +75,9 @@ class FastPair(wiring.Component):
         return m
 
 
-def random_case(rng):
-    """(lead, target, strategy config, limits, message record) of a quiet state, or None if not quiet."""
+def random_case(rng, *, of_target=False):
+    """A quiet state and one add (the lead's, one in ten the target's; ``of_target``: the target's, at
+    the boundaries of its conditions), or None if the state is not quiet."""
     base = rng.choice([50, 10_000, 2 ** 31])
     spread = rng.randint(1, 40)
     lead_quotes = {"bid": Quote(valid=True, price=base, shares=rng.randint(1, 500)),
@@ -90,6 +93,8 @@ def random_case(rng):
     config = random_config(rng)
     limits = random_limits(rng, config, target)
     side = rng.choice("BS")
+    if of_target:
+        return target_add_case(rng, lead, target, config, side)
     if rng.random() < 0.5:  # around a boundary: the buy or sell condition, or the collar
         if side == "B":
             quote_price, limit = target.ask.price, rng.choice([config.edge, limits.collar])
@@ -110,15 +115,51 @@ def random_case(rng):
     return Case(tops, [InstrumentDepth()] * 2, config, limits, [record], [exact_orders(tops, limits, record, model)])
 
 
+def target_add_case(rng, lead, target, config, side):
+    """A target's add on ``side`` ("S": a new ask, for a buy) at a boundary of the snipe's condition or
+    of the collar on the lead's sum, or near the target's quote; limits often at a boundary of the
+    order the gate forecasts for it (``target_bound_order``)."""
+    lead_sum = lead.bid.price + lead.ask.price
+    limits = random_limits(rng, config, target)
+    if rng.random() < 0.5:
+        limits = random_limits(rng, config, target, order=target_bound_order(lead, config, limits, side))
+    if rng.random() < 0.7:
+        limit = rng.choice([config.edge, limits.collar])
+        price = (lead_sum - 2 * (limit + 1)) // 2 if side == "S" else (lead_sum + 2 * limit) // 2
+        price += rng.randint(-1, 1)
+    else:
+        quote = target.ask if side == "S" else target.bid
+        price = quote.price + rng.randint(-3, 3)
+    record = {"type": rng.choice("AF"), "locate": TARGET_LOCATE, "side": side, "price": max(0, price),
+              "shares": rng.randint(1, 300), "order_ref": rng.getrandbits(64)}
+    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    if model.evaluate([lead, target]):
+        return None
+    tops = [lead, target]
+    return Case(tops, [InstrumentDepth()] * 2, config, limits, [record], [exact_orders(tops, limits, record, model)])
+
+
+def target_bound_order(lead, config, limits, side):
+    """(price, shares) of the order the gate forecasts for a target's add on ``side``: ``order_size`` at
+    the highest price a buy fires at (fair - edge - 1) or a sell passes the collar at (fair + collar)."""
+    fair = (lead.bid.price + lead.ask.price) // 2
+    price = max(0, fair - config.edge - 1) if side == "S" else min(fair + limits.collar, 2 ** 32 - 1)
+    return price, config.order_size
+
+
 def random_config(rng):
     return StrategyConfig(strategy=Strategy.SNIPE if rng.random() < 0.95 else Strategy.OFF,
                           lead_slot=0, target_slot=1, edge=rng.randint(0, 10), order_size=rng.randint(1, 200))
 
 
-def random_limits(rng, config, target):
-    """Risk limits, often one at a boundary of an order on ``target``'s quote."""
-    shares = min(config.order_size, rng.choice([target.bid.shares, target.ask.shares]))
-    price = rng.choice([target.bid.price, target.ask.price])
+def random_limits(rng, config, target, order=None):
+    """Risk limits, often one at a boundary of an order on ``target``'s quote (or of ``order``, a price and
+    shares)."""
+    if order is None:
+        shares = min(config.order_size, rng.choice([target.bid.shares, target.ask.shares]))
+        price = rng.choice([target.bid.price, target.ask.price])
+    else:
+        price, shares = order
     limits = {"max_qty": 10_000, "max_notional": 2 ** 63, "collar": 1_000, "position": rng.randint(-300, 300),
               "max_long": 10_000, "max_short": 10_000, "max_outstanding": 5, "rate_burst": 3}
     if rng.random() < 0.6:  # one limit at a boundary of a likely order
@@ -480,8 +521,12 @@ def run_cases(cases, levels=4):
 
 def predicted(case):
     """Whether the first message is one the fast path predicts: a lead add, or a lead delete or replace of
-    the only order of its side's best level that leaves the side a known price."""
+    the only order of its side's best level that leaves the side a known price; or a target's add that
+    becomes its side's best quote, on a reliable lead with both sides priced, whose bound order
+    (``target_bound_order``) the risk limits let through."""
     record = case.records[0]
+    if record["locate"] == TARGET_LOCATE:
+        return target_add_predicted(case, record)
     if record["locate"] != LEAD_LOCATE:
         return False
     if record["type"] in "AF":
@@ -492,6 +537,20 @@ def predicted(case):
     if depth is None:
         return False
     return depth.next.valid if record["type"] == "D" else not depth.next.unknown
+
+
+def target_add_predicted(case, record):
+    lead, target = case.tops
+    if record["type"] not in "AF" or lead.unreliable or target.unreliable or not (lead.bid.valid and lead.ask.valid):
+        return False
+    side = Side.BID if record["side"] == "S" else Side.ASK  # the order a new ask makes is a buy
+    quote = target.ask if side is Side.BID else target.bid
+    better = record["price"] < quote.price if side is Side.BID else record["price"] > quote.price
+    if not (quote.valid and better or not quote.valid and not quote.unknown):
+        return False
+    price, shares = target_bound_order(lead, case.config, case.limits, record["side"])
+    bound = OrderRequest(slot=1, side=side, price=price, shares=shares, fair_value=price, fair_valid=True)
+    return RiskModel(case.limits).check(bound) is None
 
 
 def as_output(order, stamp):
@@ -527,6 +586,15 @@ def check_cases(make_case, rng, count):
 @pytest.mark.parametrize("seed", range(3))
 def test_lead_adds_match_the_exact_path(seed):
     _, wanted = check_cases(random_case, random.Random(f"fast_trigger/{seed}"), 300)
+    assert sum(w is not None for w in wanted) >= 20, "the cases reach orders"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_target_adds_match_the_exact_path(seed):
+    """A target's add that makes its quote stale is sent as the exact path sends it (price, shares, fair
+    value), and nothing where the exact path sends nothing."""
+    _, wanted = check_cases(lambda rng: random_case(rng, of_target=True), random.Random(f"fast_trigger/target/{seed}"),
+                            300)
     assert sum(w is not None for w in wanted) >= 20, "the cases reach orders"
 
 

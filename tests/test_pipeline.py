@@ -51,8 +51,11 @@ def strategy_with(**sections):
 
 
 #: The serial backend (host/serial_device.py) over a pseudo-terminal to a simulated board: the
-#: pipeline behind the board link's UART, as a board build has it (sim/simulated_board.py).
+#: pipeline behind the board link's UART, as a board build has it (sim/simulated_board.py); or, with
+#: pytest's --board (make test-board), to a board.
 BOARD = "board"
+#: The marks of a test on a board: selected by `make test-board`, one board test at a time.
+ON_A_BOARD = (pytest.mark.board, pytest.mark.xdist_group("simulated_board"))
 
 
 def _simulator(request):
@@ -63,15 +66,15 @@ def _simulator(request):
 
 
 def _device(request):
-    """The device string of a simulator, or of the simulated board (conftest.py)."""
+    """The device string of a simulator, or of a board (conftest.py: a simulated one, or ``--board``)."""
     if request.param == BOARD:
-        return request.getfixturevalue("simulated_board").device
+        return request.getfixturevalue("board")
     return _simulator(request)
 
 
 #: Every backend of the device interface that has timing: the same tests pass on each. (The tests
 #: of simulated boards run one after another on one pytest-xdist worker: see conftest.py.)
-@pytest.fixture(params=["verilator", "icarus", pytest.param(BOARD, marks=pytest.mark.xdist_group("simulated_board"))])
+@pytest.fixture(params=["verilator", "icarus", pytest.param(BOARD, marks=ON_A_BOARD)])
 def device(request):
     return _device(request)
 
@@ -79,7 +82,7 @@ def device(request):
 #: Icarus runs the pipeline about 8 times slower than Verilator, and the board's serial link about
 #: 30 ms a frame: their long runs are in `make test-all`.
 @pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow),
-                        pytest.param(BOARD, marks=pytest.mark.slow)])
+                        pytest.param(BOARD, marks=[pytest.mark.slow, *ON_A_BOARD])])
 def device_long(request):
     return _device(request)
 
@@ -220,13 +223,14 @@ def test_small_market_matches_golden_model(device):
         check_with_independent_decoder(frame.data)
 
 
+@pytest.mark.board
 @pytest.mark.xdist_group("simulated_board")
-def test_a_board_serves_run_after_run(simulated_board):
+def test_a_board_serves_run_after_run(board):
     """Each run restarts the board: a second market on the same board (its sequence numbers from 1
     again, its orders in a book the first run left full) equals the golden model's run from scratch."""
     for seed, messages in ((17, 1_500), (18, 1_500)):
         frames = snipe_frames(seed, messages)
-        got, want, _model = run_both(simulated_board.device, strategy_with(), frames, idle_probability=0.2,
+        got, want, _model = run_both(board, strategy_with(), frames, idle_probability=0.2,
                                      seed=5)
         assert len(want.frames) >= 5
         assert_same_orders(got, want)

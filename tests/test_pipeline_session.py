@@ -22,7 +22,7 @@ from tick2trade.host.sniper import ModelSniper, sniper_factory
 from tick2trade.sim.pipeline_session import PipelineSession
 from tick2trade.sim.runner import available_simulators
 
-from test_pipeline import BOARD, _device, _simulator, run_both, snipe_frames, strategy_with
+from test_pipeline import BOARD, ON_A_BOARD, _device, _simulator, run_both, snipe_frames, strategy_with
 
 pytestmark = pytest.mark.cocotb
 
@@ -135,9 +135,11 @@ class RecordingSniper:
         return self.sniper.counters()
 
 
-@pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow), BOARD])
+@pytest.fixture(params=["verilator", pytest.param("icarus", marks=pytest.mark.slow),
+                        pytest.param(BOARD, marks=ON_A_BOARD)])
 def sniper_backend(request):
-    """A simulator session, or the simulated board through the serial backend (``serial:PTY``)."""
+    """A simulator session, or a board through the serial backend (a simulated one's ``serial:PTY``, or
+    ``--board``)."""
     return _device(request)
 
 
