@@ -97,8 +97,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
-from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth, Stamp, book_depths,
-                          book_tops)
+from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, InstrumentDepth, OrderRequest, Side, SideDepth,
+                          Stamp, book_depths, book_tops)
 from .risk_gate import FORECAST_ORDERS, ForecastOrder
 from .stream import rx_stream
 from .trigger import StrategyKind, _check_slots, _slot_shape
@@ -135,8 +135,9 @@ class _LeadState(data.Struct):
 class _Verdict(data.Struct):
     """What the fast path decided on a message, and the fields it needs of it a cycle later."""
     fire: 2           # per side (index Side): its order is sent
-    target: 1         # a target's add fired it: the order is at the message's price, for ``shares``
-    shares: SHARES_WIDTH  # min(order_size, the add's shares)
+    target: 1         # a target's message fired it: the order is ``target_price`` for ``target_shares``
+    target_price: PRICE_WIDTH
+    target_shares: SHARES_WIDTH
     keep: 1           # the message was predicted and nothing fired on it: its state replaces the book's
     still: 1          # of those, one that leaves the best prices as they are (behind them)
     ask_side: 1       # the side of the lead it moved
@@ -272,6 +273,7 @@ class FastTrigger(wiring.Component):
         lead_locate = Signal(16)
         target_locate = Signal(16)
         target_reliable = Signal()
+        target_depth = Signal(InstrumentDepth)
         target_slot = Signal.like(self.target_slot)
         quotes = {side: Signal(data.StructLayout({"price": PRICE_WIDTH, "shares": SHARES_WIDTH, "formable": 1,
                                                   "valid": 1, "open": 1}),
@@ -283,7 +285,7 @@ class FastTrigger(wiring.Component):
         m.d.sync += [
             lead_locate.eq(self.locates[self.lead_slot]),
             target_locate.eq(self.locates[self.target_slot]),
-            target_reliable.eq(~target.unreliable),
+            target_reliable.eq(~target.unreliable), target_depth.eq(self.depths[self.target_slot]),
             target_slot.eq(self.target_slot),
             edge.eq(self.edge), collar.eq(self.collar), order_size.eq(self.order_size),
         ]
@@ -349,14 +351,29 @@ class FastTrigger(wiring.Component):
         # collar when 2 p <= S + 2 collar. Its order is p for min(order_size, the add's shares); the
         # gate forecasts a bound on it: order_size at the highest price that fires (a buy: fair -
         # edge - 1) or passes the collar (a sell: fair + collar), more than any such order.
-        target_limits = {name: Signal(_THRESHOLD, name=f"target_{name}")
-                         for name in ("buy_fires_to", "buy_collar_above", "sell_fires_above", "sell_collar_to")}
-        m.d.sync += [
-            target_limits["buy_fires_to"].eq(state.sum - 2 * (edge + 1)),
-            target_limits["buy_collar_above"].eq(state.sum - 2 * (collar + 1)),
-            target_limits["sell_fires_above"].eq(state.sum + 2 * edge),
-            target_limits["sell_collar_to"].eq(state.sum + 2 * collar),
-        ]
+        limit_values = {"buy_fires_to": state.sum - 2 * (edge + 1), "buy_collar_above": state.sum - 2 * (collar + 1),
+                        "sell_fires_above": state.sum + 2 * edge, "sell_collar_to": state.sum + 2 * collar}
+        target_limits = {name: Signal(_THRESHOLD, name=f"target_{name}") for name in limit_values}
+        m.d.sync += [target_limits[name].eq(value) for name, value in limit_values.items()]
+
+        def target_holds(side, price, limits):
+            """The snipe's condition and the collar hold for ``side``'s order at the target's new ``price``."""
+            twice = price << 1
+            if side is Side.BID:
+                return (twice <= limits["buy_fires_to"]) & (twice > limits["buy_collar_above"])
+            return (twice > limits["sell_fires_above"]) & (twice <= limits["sell_collar_to"])
+
+        # A removal of the only order of the target's best level leaves the next level best (a
+        # replace, the better of it and the message's price): its verdict and order, worked out ahead.
+        target_sides = {Side.BID: target_depth.ask, Side.ASK: target_depth.bid}  # the quote each order takes
+        held_target_sides = {side: Signal(SideDepth, name=f"{side.name.lower()}_target_depth") for side in Side}
+        next_holds = {side: Signal(name=f"{side.name.lower()}_target_next_holds") for side in Side}
+        next_shares = {side: Signal(SHARES_WIDTH, name=f"{side.name.lower()}_target_next_shares") for side in Side}
+        for side, depth_side in target_sides.items():
+            next_level = depth_side.next
+            m.d.sync += [held_target_sides[side].eq(depth_side),
+                         next_holds[side].eq(next_level.valid & target_holds(side, next_level.price, limit_values)),
+                         next_shares[side].eq(Mux(next_level.shares < order_size, next_level.shares, order_size))]
         fair_now = state.sum >> 1
         highest_buy, highest_sell = fair_now - edge - 1, fair_now + collar
         bounds = {Side.BID: Signal(PRICE_WIDTH, name="target_buy_bound"),
@@ -449,31 +466,45 @@ class FastTrigger(wiring.Component):
                           & candidate.formable & self.risk_ok[side.value])
         m.d.comb += keep.eq((lead_move & ~newly[Side.BID] & ~newly[Side.ASK]) | still)
 
-        # A target's add, on the state as the book shows it (``quiet``), the lead reliable and both its
-        # sides priced: the add's side's new best, the condition and the collar on it, the gate's
+        # A target's message, on the state as the book shows it (``quiet``), the lead reliable and both
+        # its sides priced: an add that improves its side, or a delete or a replace of the only order
+        # of its best level; the quote it leaves, the condition and the collar on it, the gate's
         # forecast of the bound. A buy takes the target's ask (the BID candidate's quote).
-        add_price = message.fields.A.price
-        of_target = (self.messages.valid & self.quiet & ~message.gap & is_add & held_target_reliable
-                     & (message.locate == held_target_locate) & (held_target_locate != 0)
+        of_target = (self.messages.valid & self.quiet & ~message.gap & (is_add | is_delete | is_replace)
+                     & held_target_reliable & (message.locate == held_target_locate) & (held_target_locate != 0)
                      & (held_target_locate != held_locate) & held_state.bid.removable & held_state.ask.removable)
         adds_ask = message.fields.A.side == ord("S")
-        twice = add_price << 1
-        target_fire = {}
+        message_shares = Mux(is_replace, message.fields.U.shares, message.fields.A.shares)
+        target_fire, takes_message = {}, {}
         for side, candidate in candidates.items():
-            quote_better = add_price < candidate.price if side is Side.BID else add_price > candidate.price
-            moves_quote = (adds_ask if side is Side.BID else ~adds_ask) & candidate.open & (~candidate.valid | quote_better)
-            if side is Side.BID:
-                holds = (twice <= target_limits["buy_fires_to"]) & (twice > target_limits["buy_collar_above"])
-            else:
-                holds = (twice > target_limits["sell_fires_above"]) & (twice <= target_limits["sell_collar_to"])
+            depth_side = held_target_sides[side]
+            next_level = depth_side.next
+
+            def better(price, than, side=side):  # a buy takes the ask: lower is better there
+                return price < than if side is Side.BID else price > than
+
+            adds_here = (adds_ask if side is Side.BID else ~adds_ask) & candidate.open
+            removes = depth_side.alone & (order_ref[:REFS_WIDTH] == depth_side.best_refs)
+            beats_next = ~next_level.valid | better(price, next_level.price)
+            takes_message[side] = is_add | (is_replace & beats_next)
+            moves_quote = Mux(is_add, adds_here & (~candidate.valid | better(price, candidate.price)),
+                              removes & (is_delete | (is_replace & ~next_level.unknown & (price != candidate.price)
+                                                      & (beats_next | (price != next_level.price)))))
+            holds = Mux(takes_message[side], target_holds(side, price, target_limits), next_holds[side])
             target_fire[side] = of_target & moves_quote & holds & self.risk_ok[2 + side.value]
+        target_bought = target_fire[Side.BID]
+        target_takes_message = Mux(target_bought, takes_message[Side.BID], takes_message[Side.ASK])
         # All that is decided on the message is registered (a few bits), with its fields; the
         # request and the state a kept message leaves are made of registers in the next cycle
         # (`held_*` and the candidates hold still around a judged message).
         m.d.sync += [
             verdict.fire.eq(Cat(fire[Side.BID] | target_fire[Side.BID], fire[Side.ASK] | target_fire[Side.ASK])),
             verdict.target.eq(target_fire[Side.BID] | target_fire[Side.ASK]),
-            verdict.shares.eq(Mux(message.fields.A.shares < order_size, message.fields.A.shares, order_size)),
+            verdict.target_price.eq(Mux(target_takes_message, price, Mux(target_bought, held_target_sides[Side.BID].next.price,
+                                                                         held_target_sides[Side.ASK].next.price))),
+            verdict.target_shares.eq(Mux(target_takes_message,
+                                         Mux(message_shares < order_size, message_shares, order_size),
+                                         Mux(target_bought, next_shares[Side.BID], next_shares[Side.ASK]))),
             verdict.keep.eq(keep), verdict.still.eq(still),
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
@@ -550,8 +581,8 @@ class FastTrigger(wiring.Component):
             self.fast.valid.eq(verdict.fire.any()),
             request.slot.eq(held_slot),
             request.side.eq(Mux(bought, Side.BID, Side.ASK)),
-            request.price.eq(Mux(verdict.target, verdict.price, Mux(bought, buy.price, sell.price))),
-            request.shares.eq(Mux(verdict.target, verdict.shares, Mux(bought, buy.shares, sell.shares))),
+            request.price.eq(Mux(verdict.target, verdict.target_price, Mux(bought, buy.price, sell.price))),
+            request.shares.eq(Mux(verdict.target, verdict.target_shares, Mux(bought, buy.shares, sell.shares))),
             request.fair_value.eq(Mux(verdict.target, held_state.sum, moved_sum) >> 1),
             request.fair_valid.eq(1),
             request.stamp.eq(verdict.stamp),

@@ -34,6 +34,7 @@ state the messages before left; the directed chains (``KEPT_CHAINS``) also
 require it to send every order there, one chain per rule of the kept state.
 """
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -397,6 +398,66 @@ def removal_case(rng):
     return lead_case(rng, "DU", 1)
 
 
+def target_removal_case(rng):
+    """A quiet state whose target has several levels a side (the best often one order alone, the second
+    often at a boundary of the snipe's conditions or of the collar), then a D or U of the target: mostly
+    of a best order, a U's price at such a boundary, at or near the next level, or the old price. The
+    state may have fired at the best quotes (each side fires once a quote): the strategy is run on it
+    until it is quiet."""
+    book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    refs = iter(rng.sample(range(1, 4096), 60))  # distinct buckets: no collisions
+    base, spread = rng.choice([100, 10_000, 2 ** 31]), rng.randint(1, 40)
+    book.apply(add_record(LEAD_LOCATE, next(refs), "B", base, rng.randint(1, 500)))
+    book.apply(add_record(LEAD_LOCATE, next(refs), "S", base + spread, rng.randint(1, 500)))
+    lead_sum = 2 * base + spread
+    config = random_config(rng)
+    collar = rng.randint(0, 30) if rng.random() < 0.5 else 1_000
+    live = {}
+    for side, code, sign in (("bid", "B", -1), ("ask", "S", 1)):
+        price = lead_sum // 2 + rng.randint(-20, 20)
+        if rng.random() < 0.6:  # the second level at a boundary, the best a little better
+            limit = rng.choice([config.edge, collar])
+            boundary = (lead_sum - 2 * (limit + 1)) // 2 if side == "ask" else (lead_sum + 2 * limit) // 2
+            price = boundary + rng.randint(-1, 1) + sign * rng.randint(1, 4)
+        for level in range(rng.choice([1, 2, 2, 3, 5])):
+            for _ in range(1 if rng.random() < (0.8 if level == 0 else 0.5) else 2):
+                ref = next(refs) | rng.getrandbits(32) << 32
+                book.apply(add_record(TARGET_LOCATE, ref, code, max(0, price), rng.randint(1, 300)))
+                live[ref] = side
+            price += sign * rng.randint(1, 6)
+    if rng.random() < 0.05:
+        book.unreliable[1] = True
+    tops, depths = book.tops(), book.depths()
+    target = tops[1]
+    limits = dataclasses.replace(random_limits(rng, config, target), collar=collar)
+    if rng.random() < 0.5:  # a limit at a boundary of the order the gate forecasts
+        order = target_bound_order(tops[0], config, limits, rng.choice("BS"))
+        limits = dataclasses.replace(random_limits(rng, config, target, order=order), collar=collar)
+    model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
+    for _ in range(3):  # a buy, then a sell: then disarmed at those quotes
+        if not model.evaluate(tops):
+            break
+    best = [ref for ref, side in live.items() if book.table[order_index(ref, 4096)].price == getattr(target, side).price]
+    choice = rng.random()
+    ref = rng.choice(best) if choice < 0.8 else rng.choice(list(live)) if choice < 0.95 else next(refs)
+    if rng.random() < 0.5:
+        record = {"type": "D", "locate": TARGET_LOCATE, "order_ref": ref}
+    else:
+        side = live.get(ref, "bid")
+        levels, _ = book.side_levels(1, Side.BID if side == "bid" else Side.ASK)
+        limit = rng.choice([config.edge, limits.collar])
+        boundary = (lead_sum - 2 * (limit + 1)) // 2 if side == "ask" else (lead_sum + 2 * limit) // 2
+        prices = [boundary + rng.randint(-1, 1), getattr(target, side).price]
+        prices += [price + rng.randint(-1, 1) for price, _, _ in levels[1:3]]
+        record = {"type": "U", "locate": TARGET_LOCATE, "original_order_ref": ref,
+                  "new_order_ref": next(refs) | rng.getrandbits(32) << 32,
+                  "price": max(0, rng.choice(prices)), "shares": rng.randint(1, 300)}
+    book.apply(record)
+    risk = RiskModel(limits)
+    orders = [request for request in model.evaluate(book.tops(), record) if risk.check(request) is None]
+    return Case(tops, depths, config, limits, [record], [orders])
+
+
 def chain_case(rng):
     return lead_case(rng, "DUUA", rng.randint(2, 4), settle=True)
 
@@ -526,7 +587,7 @@ def predicted(case):
     (``target_bound_order``) the risk limits let through."""
     record = case.records[0]
     if record["locate"] == TARGET_LOCATE:
-        return target_add_predicted(case, record)
+        return target_predicted(case, record)
     if record["locate"] != LEAD_LOCATE:
         return False
     if record["type"] in "AF":
@@ -539,16 +600,32 @@ def predicted(case):
     return depth.next.valid if record["type"] == "D" else not depth.next.unknown
 
 
-def target_add_predicted(case, record):
+def target_predicted(case, record):
+    """A target's add that improves its side, or a delete or replace of the only order of its best level
+    (a replace: not to the old price or to the next level's, nor with orders beyond the known levels)."""
     lead, target = case.tops
-    if record["type"] not in "AF" or lead.unreliable or target.unreliable or not (lead.bid.valid and lead.ask.valid):
+    if lead.unreliable or target.unreliable or not (lead.bid.valid and lead.ask.valid):
         return False
-    side = Side.BID if record["side"] == "S" else Side.ASK  # the order a new ask makes is a buy
-    quote = target.ask if side is Side.BID else target.bid
-    better = record["price"] < quote.price if side is Side.BID else record["price"] > quote.price
-    if not (quote.valid and better or not quote.valid and not quote.unknown):
-        return False
-    price, shares = target_bound_order(lead, case.config, case.limits, record["side"])
+    if record["type"] in "AF":
+        side = Side.BID if record["side"] == "S" else Side.ASK  # the order a new ask makes is a buy
+        quote = target.ask if side is Side.BID else target.bid
+        better = record["price"] < quote.price if side is Side.BID else record["price"] > quote.price
+        if not (quote.valid and better or not quote.valid and not quote.unknown):
+            return False
+    else:
+        ref = (record["order_ref"] if record["type"] == "D" else record["original_order_ref"]) & REFS_MASK
+        sides = [side for side in (Side.BID, Side.ASK)  # the order each side's quote makes
+                 if (depth := getattr(case.depths[1], "ask" if side is Side.BID else "bid")).alone
+                 and depth.best_refs == ref]
+        if not sides:
+            return False
+        side = sides[0]
+        depth = getattr(case.depths[1], "ask" if side is Side.BID else "bid")
+        quote = target.ask if side is Side.BID else target.bid
+        if record["type"] == "U" and (depth.next.unknown or record["price"] == quote.price
+                                      or depth.next.valid and record["price"] == depth.next.price):
+            return False
+    price, shares = target_bound_order(lead, case.config, case.limits, "S" if side is Side.BID else "B")
     bound = OrderRequest(slot=1, side=side, price=price, shares=shares, fair_value=price, fair_valid=True)
     return RiskModel(case.limits).check(bound) is None
 
@@ -595,6 +672,14 @@ def test_target_adds_match_the_exact_path(seed):
     value), and nothing where the exact path sends nothing."""
     _, wanted = check_cases(lambda rng: random_case(rng, of_target=True), random.Random(f"fast_trigger/target/{seed}"),
                             300)
+    assert sum(w is not None for w in wanted) >= 20, "the cases reach orders"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_target_deletes_and_replaces_match_the_exact_path(seed):
+    """A target's delete or replace of its best level's only order, which leaves the next level (or the
+    replace's price) as its quote, is sent as the exact path sends it."""
+    _, wanted = check_cases(target_removal_case, random.Random(f"fast_trigger/target_removal/{seed}"), 300)
     assert sum(w is not None for w in wanted) >= 20, "the cases reach orders"
 
 
