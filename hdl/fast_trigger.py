@@ -135,9 +135,10 @@ class _LeadState(data.Struct):
 class _Verdict(data.Struct):
     """What the fast path decided on a message, and the fields it needs of it a cycle later."""
     fire: 2           # per side (index Side): its order is sent
-    target: 1         # a target's message fired it: the order is ``target_price`` for ``target_shares``
-    target_price: PRICE_WIDTH
-    target_shares: SHARES_WIDTH
+    target: 1         # a target's message fired it: its order takes the message's ``price`` for
+                      # ``target_shares``, or (``takes_message`` of its side low) the side's next level
+    takes_message: 2  # per side (index Side)
+    target_shares: SHARES_WIDTH  # min(order_size, the message's shares)
     keep: 1           # the message was predicted and nothing fired on it: its state replaces the book's
     still: 1          # of those, one that leaves the best prices as they are (behind them)
     ask_side: 1       # the side of the lead it moved
@@ -492,19 +493,15 @@ class FastTrigger(wiring.Component):
                                                       & (beats_next | (price != next_level.price)))))
             holds = Mux(takes_message[side], target_holds(side, price, target_limits), next_holds[side])
             target_fire[side] = of_target & moves_quote & holds & self.risk_ok[2 + side.value]
-        target_bought = target_fire[Side.BID]
-        target_takes_message = Mux(target_bought, takes_message[Side.BID], takes_message[Side.ASK])
+
         # All that is decided on the message is registered (a few bits), with its fields; the
         # request and the state a kept message leaves are made of registers in the next cycle
         # (`held_*` and the candidates hold still around a judged message).
         m.d.sync += [
             verdict.fire.eq(Cat(fire[Side.BID] | target_fire[Side.BID], fire[Side.ASK] | target_fire[Side.ASK])),
             verdict.target.eq(target_fire[Side.BID] | target_fire[Side.ASK]),
-            verdict.target_price.eq(Mux(target_takes_message, price, Mux(target_bought, held_target_sides[Side.BID].next.price,
-                                                                         held_target_sides[Side.ASK].next.price))),
-            verdict.target_shares.eq(Mux(target_takes_message,
-                                         Mux(message_shares < order_size, message_shares, order_size),
-                                         Mux(target_bought, next_shares[Side.BID], next_shares[Side.ASK]))),
+            verdict.takes_message.eq(Cat(takes_message[Side.BID], takes_message[Side.ASK])),
+            verdict.target_shares.eq(Mux(message_shares < order_size, message_shares, order_size)),
             verdict.keep.eq(keep), verdict.still.eq(still),
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
@@ -576,13 +573,19 @@ class FastTrigger(wiring.Component):
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         bought = verdict.fire[Side.BID.value]  # a buy first, as the strategy sends them
+        # A target's order, chosen now from registers: the message's price and shares, or its side's next level.
+        side_takes_message = Mux(bought, verdict.takes_message[Side.BID.value], verdict.takes_message[Side.ASK.value])
+        target_price = Mux(side_takes_message, verdict.price,
+                           Mux(bought, held_target_sides[Side.BID].next.price, held_target_sides[Side.ASK].next.price))
+        target_shares = Mux(side_takes_message, verdict.target_shares,
+                            Mux(bought, next_shares[Side.BID], next_shares[Side.ASK]))
         request = self.fast.p
         m.d.comb += [
             self.fast.valid.eq(verdict.fire.any()),
             request.slot.eq(held_slot),
             request.side.eq(Mux(bought, Side.BID, Side.ASK)),
-            request.price.eq(Mux(verdict.target, verdict.target_price, Mux(bought, buy.price, sell.price))),
-            request.shares.eq(Mux(verdict.target, verdict.target_shares, Mux(bought, buy.shares, sell.shares))),
+            request.price.eq(Mux(verdict.target, target_price, Mux(bought, buy.price, sell.price))),
+            request.shares.eq(Mux(verdict.target, target_shares, Mux(bought, buy.shares, sell.shares))),
             request.fair_value.eq(Mux(verdict.target, held_state.sum, moved_sum) >> 1),
             request.fair_valid.eq(1),
             request.stamp.eq(verdict.stamp),
