@@ -476,6 +476,9 @@ class FastTrigger(wiring.Component):
                      & (held_target_locate != held_locate) & held_state.bid.removable & held_state.ask.removable)
         adds_ask = message.fields.A.side == ord("S")
         message_shares = Mux(is_replace, message.fields.U.shares, message.fields.A.shares)
+        # (each compare on the add's and the replace's own price, chosen after: not behind `price`'s
+        # multiplexer by type, which the lead's compares load already)
+        add_price, replace_price = message.fields.A.price, message.fields.U.price
         target_fire, takes_message = {}, {}
         for side, candidate in candidates.items():
             depth_side = held_target_sides[side]
@@ -486,12 +489,15 @@ class FastTrigger(wiring.Component):
 
             adds_here = (adds_ask if side is Side.BID else ~adds_ask) & candidate.open
             removes = depth_side.alone & (order_ref[:REFS_WIDTH] == depth_side.best_refs)
-            beats_next = ~next_level.valid | better(price, next_level.price)
+            beats_next = ~next_level.valid | better(replace_price, next_level.price)
             takes_message[side] = is_add | (is_replace & beats_next)
-            moves_quote = Mux(is_add, adds_here & (~candidate.valid | better(price, candidate.price)),
-                              removes & (is_delete | (is_replace & ~next_level.unknown & (price != candidate.price)
-                                                      & (beats_next | (price != next_level.price)))))
-            holds = Mux(takes_message[side], target_holds(side, price, target_limits), next_holds[side])
+            moves_quote = Mux(is_add, adds_here & (~candidate.valid | better(add_price, candidate.price)),
+                              removes & (is_delete | (is_replace & ~next_level.unknown
+                                                      & (replace_price != candidate.price)
+                                                      & (beats_next | (replace_price != next_level.price)))))
+            holds = Mux(is_add, target_holds(side, add_price, target_limits),
+                        Mux(is_replace & beats_next, target_holds(side, replace_price, target_limits),
+                            next_holds[side]))
             target_fire[side] = of_target & moves_quote & holds & self.risk_ok[2 + side.value]
 
         # All that is decided on the message is registered (a few bits), with its fields; the
