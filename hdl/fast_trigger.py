@@ -30,8 +30,16 @@ And of the target, on the state the book shows (``quiet``), the lead
 reliable with both sides priced:
 
 - an A or F that improves the target's best price on its side (or gives an
-  empty side its first): its order, if the snipe's condition starts to hold
-  on it, takes the message's price for ``min(order_size, its shares)``.
+  empty side its first): its order, if the snipe's condition holds on the
+  new quote, takes the message's price for ``min(order_size, its shares)``;
+- a D of the only order of the target's best level (the book's ``depths``
+  name it, as the lead's): the next level is the quote, and its price and
+  ``min(order_size, its shares)`` the order;
+- a U of such an order: the better of its price and the next level's is
+  the quote (not when the side has orders beyond the known levels, nor for
+  a replace to the old price or to the next level's, which the exact path
+  judges).
+
   The strategy's ``armed`` flags need no copy here: a side is disarmed only
   at the quote it last fired at, and the new quote is another price. The
   risk gate cannot check an order that comes with its message in the same
@@ -161,8 +169,8 @@ class _Candidate(data.Struct):
 
 
 class FastTrigger(wiring.Component):
-    """Predicts the snipe's order on a lead message that moves the lead's best price, or a target's add that
-    moves the target's; see the module docstring.
+    """Predicts the snipe's order on a lead message that moves the lead's best price, or a target's message
+    that moves the target's; see the module docstring.
 
     Parameters
     ----------
@@ -192,8 +200,8 @@ class FastTrigger(wiring.Component):
     forecast_orders : Out(ArrayLayout(ForecastOrder, FORECAST_ORDERS))
         For the risk gate's forecast: the buy (index 0) and the sell (1) a
         lead move would make; a bound on the buy (2) and the sell (3) a
-        target's add would make (the highest price that passes the snipe's
-        condition or the collar, for ``order_size``).
+        target's message would make (``order_size`` at the highest price
+        that passes the snipe's condition or the collar).
     risk_ok : In(FORECAST_ORDERS)
         The risk gate's forecast for those orders: every check but the
         collar passes.
