@@ -168,7 +168,7 @@ BOARDS = {board.name: board for board in (
         name="ulx3s-85f", title="Radiona ULX3S, 85F",
         platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5", device="LFE5U-85F", package="BG381", speed="6",
-        oscillator_hz=25_000_000, clock_hz=60_000_000, configuration=FULL,
+        oscillator_hz=25_000_000, clock_hz=55_000_000, configuration=FULL,
         uart=_ON_BOARD_UART.format("FT231X, port US1"),
         openfpgaloader=("-b", "ulx3s", "-m"), programmer="on-board FT231X (JTAG), SRAM"),
     Board(
