@@ -105,11 +105,11 @@ class BoardSession:
                               f"(tick2trade boards)")
         self.registers = registers
         self._counted = [name for name, register in registers.items() if register.kind == "counter"]
-        self._before = self.read(self._counted)
+        self._before = None  # the counters as ``start`` or ``note_counters`` found them
 
     def start(self, strategy, *, dst_ip=None, dst_port=None) -> None:
         """Restart the pipeline (every stage reset, the order book emptied: see the module docstring),
-        note every counter again (a run reports increases) and configure it for ``strategy`` (resolved)."""
+        note every counter (a run reports increases) and configure it for ``strategy`` (resolved)."""
         from ..hdl.rx_path import DEFAULT_DST_IP, DEFAULT_DST_PORT
         from .pipeline_device import register_writes
         self.write([("restart", 1)])
@@ -167,7 +167,7 @@ class BoardSession:
         self._before = self.read(self._counted)
 
     def counters(self) -> dict[str, int]:
-        """Every counter's increase since the session opened, or since ``start`` or ``note_counters``."""
+        """Every counter's increase since ``start`` or ``note_counters``."""
         after = self.read(self._counted)
         return {name: (after[name] - self._before[name]) % (1 << self.registers[name].width)
                 for name in self._counted}
