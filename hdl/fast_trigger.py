@@ -354,10 +354,10 @@ class FastTrigger(wiring.Component):
                 m.d.sync += [flag.eq(value) for flag, value in
                              zip(flags, judge(side, now[moved].depth.next.price, *values))]
                 next_fires[moved, side], next_collar_ok[moved, side] = flags
-        # A target's add: its price p becomes its side's best quote (if better, or the side is empty).
-        # On the lead's sum S as it is, the buy fires when 2 p <= S - 2 (edge + 1) and passes the
+        # A target's message: its new quote p (an add's price, if better or the side is empty; after a
+        # removal the next level's, or a replace's price). On the lead's sum S as it is, the buy fires when 2 p <= S - 2 (edge + 1) and passes the
         # collar when 2 p > S - 2 (collar + 1); the sell fires when 2 p > S + 2 edge and passes the
-        # collar when 2 p <= S + 2 collar. Its order is p for min(order_size, the add's shares); the
+        # collar when 2 p <= S + 2 collar. Its order is p for min(order_size, the quote's shares); the
         # gate forecasts a bound on it: order_size at the highest price that fires (a buy: fair -
         # edge - 1) or passes the collar (a sell: fair + collar), more than any such order.
         limit_values = {"buy_fires_to": state.sum - 2 * (edge + 1), "buy_collar_above": state.sum - 2 * (collar + 1),

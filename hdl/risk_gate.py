@@ -40,7 +40,7 @@ holds more than ``rate_burst`` tokens).
 
 For the fast path (``hdl/fast_trigger.py``) the gate also forecasts, for
 ``FORECAST_ORDERS`` orders (the two a lead move would make, and a bound on
-each of the two a target's add would make), whether a request for each
+each of the two a target's message would make), whether a request for each
 would pass every check but the collar (which depends on the fair value the
 move makes, and is the fast trigger's to check): the same checks, from the
 state as it stands, ``FORECAST_LATENCY`` cycles after their inputs (the
@@ -55,8 +55,8 @@ from amaranth.lib.wiring import In, Out
 from .order_types import PRICE_WIDTH, SHARES_WIDTH, OrderRequest, RejectReason, Side
 from .stream import rx_stream
 
-__all__ = ["RiskGate", "RiskEvents", "ForecastOrder", "FORECAST_ORDERS", "FORECAST_LATENCY", "ORDER_QUEUE_DEPTH", "RISK_LATENCY",
-           "DECISION_LATENCY", "LIMITS_LATENCY"]
+__all__ = ["RiskGate", "RiskEvents", "ForecastOrder", "FORECAST_ORDERS", "FORECAST_LATENCY", "ORDER_QUEUE_DEPTH",
+           "RISK_LATENCY", "DECISION_LATENCY", "LIMITS_LATENCY"]
 
 #: Accepted orders the queue in front of the transmitter holds; a request finding it full is rejected busy.
 ORDER_QUEUE_DEPTH = 8

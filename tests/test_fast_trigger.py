@@ -437,7 +437,8 @@ def target_removal_case(rng):
     for _ in range(3):  # a buy, then a sell: then disarmed at those quotes
         if not model.evaluate(tops):
             break
-    best = [ref for ref, side in live.items() if book.table[order_index(ref, 4096)].price == getattr(target, side).price]
+    best = [ref for ref, side in live.items()
+            if book.table[order_index(ref, 4096)].price == getattr(target, side).price]
     choice = rng.random()
     ref = rng.choice(best) if choice < 0.8 else rng.choice(list(live)) if choice < 0.95 else next(refs)
     if rng.random() < 0.5:
