@@ -12,8 +12,9 @@ exact path.
 
 What it predicts (the rest goes the exact way), while the other side of the
 lead has a price, the lead is reliable, the snipe is the active strategy and
-the pipeline is ``quiet`` (no message, request or order in flight that the
-registered state does not show yet: the ``Pipeline`` works that out):
+the pipeline is quiet for it (``lead_quiet``: no message, request or order in
+flight that the registered state does not show yet; the ``Pipeline`` works
+that out):
 
 - an A or F of the lead instrument that improves the lead's best price on
   its side (or gives an empty side its first price, as when a market maker
@@ -26,7 +27,7 @@ registered state does not show yet: the ``Pipeline`` works that out):
   known levels leave the side unknown: the new price is the better of the
   message's and the next level's.
 
-And of the target, on the state the book shows (``quiet``), the lead
+And of the target, on the state the book shows (``target_quiet``), the lead
 reliable with both sides priced:
 
 - an A or F that improves the target's best price on its side (or gives an
@@ -65,8 +66,9 @@ gate's state) and the collar against the new fair value (one more
 threshold) pass, so that the gate would accept it.
 
 Back-to-back messages: the messages of a packet come a few cycles apart,
-before the book shows the one before (``quiet`` needs ``QUIET_CYCLES`` of
-the ``Pipeline`` after each). A message the fast path predicts and on which
+before the book shows the one before (being quiet needs ``QUIET_CYCLES`` of
+the ``Pipeline`` after each, or ``SAME_QUIET_CYCLES`` between messages of
+one instrument). A message the fast path predicts and on which
 nothing fires (no condition of the strategy starts to hold: the exact path
 makes no request) is "kept": the lead state it leaves replaces the book's
 in the first cycle's registers, and the next message of the lead, three
@@ -85,14 +87,14 @@ levels beneath), or a delete of the second level's only order. So the
 market maker's requote that moves the best bid or offer away (a replace to
 a worse price, then deletes of the background orders it leaves best, or
 beneath them) is judged message by message. The state
-stays ahead of the book until ``quiet`` (the book has caught up), and is
+stays ahead of the book until ``lead_quiet`` (the book has caught up), and is
 dropped by any message the fast path did not keep and by anything
 ``disturbed`` names. If a prediction was wrong, the exact path's orders
 differ and the transmitter aborts the fast frame, as for any wrong
 prediction.
 
 Timing: the thresholds are registered from ``tops``, ``depths`` and the
-registers (two cycles, settled within ``quiet``); in the cycle a message
+registers (two cycles, settled by the time it is quiet); in the cycle a message
 is at ``messages``, one compare per threshold (and the 32-bit reference
 compare of a removal) and the verdict is registered: a few bits and the
 message's fields. The request at ``fast`` is made of registers in the next
@@ -205,9 +207,11 @@ class FastTrigger(wiring.Component):
     risk_ok : In(FORECAST_ORDERS)
         The risk gate's forecast for those orders: every check but the
         collar passes.
-    quiet : In(1)
-        Nothing is in flight that ``tops`` and ``risk_ok`` do not show yet, and
-        they have held still for ``FAST_SETTLE_CYCLES``.
+    lead_quiet, target_quiet : In(1)
+        A message of the lead (of the target) may be judged on the state the
+        book shows: nothing is in flight that ``tops``, ``depths`` and the
+        ``risk_ok`` of its orders do not show yet, and they have held still
+        for ``FAST_SETTLE_CYCLES`` (the ``Pipeline`` counts this).
     tracked : In(1)
         The message at ``messages`` is of a tracked instrument (or has a gap).
     disturbed : In(1)
@@ -237,7 +241,8 @@ class FastTrigger(wiring.Component):
             "order_size": In(32),
             "collar": In(PRICE_WIDTH),
             "risk_ok": In(FORECAST_ORDERS),
-            "quiet": In(1),
+            "lead_quiet": In(1),
+            "target_quiet": In(1),
             "tracked": In(1),
             "disturbed": In(1),
             "forecast_orders": Out(data.ArrayLayout(ForecastOrder, FORECAST_ORDERS)),
@@ -274,9 +279,9 @@ class FastTrigger(wiring.Component):
         applied = Signal()  # `state` was replaced by a prediction in the cycle before
         with m.If(verdict.keep & ahead):
             m.d.sync += state.eq(predicted)
-        with m.Elif(~ahead | self.quiet):
+        with m.Elif(~ahead | self.lead_quiet):
             m.d.sync += state.eq(lead_now)
-        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.quiet)),
+        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.lead_quiet)),
                      applied.eq(verdict.keep)]
 
         lead_locate = Signal(16)
@@ -440,7 +445,7 @@ class FastTrigger(wiring.Component):
                                                      is_delete & removes_second[side])
         # `held_state` is the state this message finds: the book's, or a kept message's (three
         # cycles or more before).
-        judged = self.quiet | (ahead & ~verdict.keep & ~applied)
+        judged = self.lead_quiet | (ahead & ~verdict.keep & ~applied)
         of_lead = self.messages.valid & judged & ~message.gap & (message.locate == held_locate) & (held_locate != 0)
         lead_move = of_lead & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
         still = of_lead & Mux(ask_side, stays[Side.ASK], stays[Side.BID])
@@ -475,11 +480,11 @@ class FastTrigger(wiring.Component):
                           & candidate.formable & self.risk_ok[side.value])
         m.d.comb += keep.eq((lead_move & ~newly[Side.BID] & ~newly[Side.ASK]) | still)
 
-        # A target's message, on the state as the book shows it (``quiet``), the lead reliable and both
+        # A target's message, on the state as the book shows it (``target_quiet``), the lead reliable and both
         # its sides priced: an add that improves its side, or a delete or a replace of the only order
         # of its best level; the quote it leaves, the condition and the collar on it, the gate's
         # forecast of the bound. A buy takes the target's ask (the BID candidate's quote).
-        of_target = (self.messages.valid & self.quiet & ~message.gap & (is_add | is_delete | is_replace)
+        of_target = (self.messages.valid & self.target_quiet & ~message.gap & (is_add | is_delete | is_replace)
                      & held_target_reliable & (message.locate == held_target_locate) & (held_target_locate != 0)
                      & (held_target_locate != held_locate) & held_state.bid.removable & held_state.ask.removable)
         adds_ask = message.fields.A.side == ord("S")

@@ -19,7 +19,7 @@ elaborated with the pipeline; a host that builds a ``Pipeline`` for its
 register map alone must not be warned that they were never used.)
 """
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,7 +33,7 @@ from .rx_path import COUNTERS, RX_CONFIG, RX_LATENCY, RX_STROBES, RxStages, conn
 from .stream import Beat, rx_stream
 from .trigger import TRIGGER_LATENCY, Trigger
 
-__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES"]
+__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES", "SAME_QUIET_CYCLES"]
 
 DEFAULT_SLOTS = 2
 #: Cycles the pipeline must go without a tracked message, request, order, frame, bad packet end
@@ -43,6 +43,12 @@ DEFAULT_SLOTS = 2
 #: risk gate (an order restarts the count).
 QUIET_CYCLES = max(REPLACE_LATENCY + FAST_SETTLE_CYCLES + FORECAST_LATENCY, REPLACE_LATENCY + TRIGGER_LATENCY,
                    RISK_LATENCY)
+#: The same before the fast path may judge a message of the lead (of the target) when the tracked
+#: messages before it were of that instrument alone: the orders the fast path makes on the lead's
+#: messages are the target's quotes, and a bound from the lead's prices on the target's, so the risk
+#: gate's forecast of them does not follow that instrument's messages; only the book, the fast
+#: path's thresholds and the strategy's request (which restarts the count) have to.
+SAME_QUIET_CYCLES = REPLACE_LATENCY + max(FAST_SETTLE_CYCLES, TRIGGER_LATENCY)
 
 #: Strategy registers, with their reset values (0 = off, and so on).
 TRIGGER_CONFIG = {"strategy": 0, "lead_slot": 0, "target_slot": 1, "edge": 0, "order_size": 0,
@@ -208,7 +214,7 @@ class Pipeline(wiring.Component):
         return m
 
     def _fast_path(self, m, fast_trigger, book, trigger, risk, order_tx, rx_stages, registers):
-        """The fast trigger's inputs, the ``quiet`` it needs, and its orders into the transmitter."""
+        """The fast trigger's inputs, when it may judge a message (``lead_quiet``, ``target_quiet``), and its orders into the transmitter."""
         m.d.comb += [
             fast_trigger.tops.eq(book.tops),
             fast_trigger.depths.eq(book.depths),
@@ -221,12 +227,19 @@ class Pipeline(wiring.Component):
         for name in ("strategy", "lead_slot", "target_slot", "edge", "order_size"):
             m.d.comb += getattr(fast_trigger, name).eq(getattr(registers, name))
         message = rx_stages.messages
-        tracked = message.valid & (message.p.gap | Cat(*(message.p.locate == getattr(registers, f"locate_{slot}")
-                                                          for slot in range(self.slots))).any())
+        of_slots = Cat(*(message.p.locate == getattr(registers, f"locate_{slot}") for slot in range(self.slots)))
+        tracked = message.valid & (message.p.gap | of_slots.any())
         disturbed = (trigger.requests.valid | risk.orders.valid | order_tx.tx.valid
                      | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
-        settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES)
-        m.d.sync += settling.eq(Mux(tracked | disturbed, QUIET_CYCLES, Mux(settling == 0, 0, settling - 1)))
-        m.d.comb += [fast_trigger.quiet.eq(settling == 0), fast_trigger.tracked.eq(tracked),
-                     fast_trigger.disturbed.eq(disturbed)]
+        # Per instrument of the snipe, the cycles to go before its messages may be judged: a message
+        # of that instrument alone restarts the count from SAME_QUIET_CYCLES (unless more are left),
+        # any other tracked message or a disturbance from QUIET_CYCLES.
+        for role in ("lead", "target"):
+            of_role_only = ~message.p.gap & (of_slots == (Const(1, self.slots) << getattr(registers, f"{role}_slot")))
+            restart = Mux(of_role_only & ~disturbed, SAME_QUIET_CYCLES, QUIET_CYCLES)
+            settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES, name=f"{role}_settling")
+            counted_down = Mux(settling == 0, 0, settling - 1)
+            m.d.sync += settling.eq(Mux(disturbed | (tracked & (counted_down < restart)), restart, counted_down))
+            m.d.comb += getattr(fast_trigger, f"{role}_quiet").eq(settling == 0)
+        m.d.comb += [fast_trigger.tracked.eq(tracked), fast_trigger.disturbed.eq(disturbed)]
         wiring.connect(m, fast_trigger.fast, order_tx.fast)

@@ -519,7 +519,8 @@ def run_cases(cases, levels=4):
 
     async def bench(ctx):
         for number, case in enumerate(cases):
-            ctx.set(fast.quiet, 0)
+            ctx.set(fast.target_quiet, 0)
+            ctx.set(fast.lead_quiet, 0)
             ctx.set(fast.disturbed, 1)  # the registers are written
             for slot, (top, depth) in enumerate(zip(case.tops, case.depths)):
                 for side in ("bid", "ask"):
@@ -544,9 +545,10 @@ def run_cases(cases, levels=4):
             ctx.set(risk.rate_burst_write, 0)
             ctx.set(fast.disturbed, 0)
             await ctx.tick().repeat(FAST_SETTLE_CYCLES + FORECAST_LATENCY + 8)
-            ctx.set(fast.quiet, 1)
+            ctx.set(fast.target_quiet, 1)
+            ctx.set(fast.lead_quiet, 1)
             outputs = []
-            # The book keeps its tops (it shows the messages only later); as in the Pipeline, `quiet`
+            # The book keeps its tops (it shows the messages only later); as in the Pipeline, being quiet
             # drops after the first message, and an order's frame on tx disturbs the state.
             for index, record in enumerate(case.records):
                 for _ in range(case.gaps[index - 1] - 2 if index else 0):  # two ticks went below
@@ -558,7 +560,8 @@ def run_cases(cases, levels=4):
                 await ctx.tick()
                 ctx.set(fast.messages.valid, 0)
                 ctx.set(fast.tracked, 0)
-                ctx.set(fast.quiet, 0)
+                ctx.set(fast.target_quiet, 0)
+                ctx.set(fast.lead_quiet, 0)
                 for _ in range(FAST_LATENCY - 1):
                     await ctx.tick()
                 if ctx.get(fast.fast.valid):
