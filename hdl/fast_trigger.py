@@ -131,6 +131,8 @@ class _LeadSide(data.Struct):
     ready: 1      # an add there can fire: the other side known, the lead reliable, the snipe active,
                   # and the side itself known or empty (an add to an empty side makes it known)
     removable: 1  # a removal there can fire: the same but for the side's own state
+    one_sided: 1  # the other side is empty (not unknown), the lead reliable, the snipe active, and this
+                  # side known or empty: a move here cannot fire (there is no fair value), and is kept
     depth: SideDepth
 
 
@@ -266,6 +268,8 @@ class FastTrigger(wiring.Component):
             m.d.comb += [view.price.eq(own.price), view.known.eq(own.valid),
                          view.ready.eq(snipe & ~lead.unreliable & other.valid & (own.valid | ~own.unknown)),
                          view.removable.eq(snipe & ~lead.unreliable & other.valid),
+                         view.one_sided.eq(snipe & ~lead.unreliable & ~other.valid & ~other.unknown
+                                           & (own.valid | ~own.unknown)),
                          view.depth.eq(own_depth)]
         m.d.comb += [lead_now.sum.eq(lead.bid.price + lead.ask.price),
                      lead_now.fair_valid.eq(lead.bid.valid & lead.ask.valid)]
@@ -431,16 +435,19 @@ class FastTrigger(wiring.Component):
         is_replace = message.type == ord("U")
         price = Mux(is_replace, message.fields.U.price, message.fields.A.price)  # the moved side's new order
         ask_side = Mux(is_add, message.fields.A.side == ord("S"), removes[Side.ASK] | removes_second[Side.ASK])
-        # Per side moved: the message moves that side's best price, and the candidates can be judged.
-        moves = {}
+        # Per side moved: the message moves that side's best price, and the candidates can be judged
+        # (`moves`), or nothing can fire on it, the other side being empty (`moves_alone`).
+        moves, moves_alone = {}, {}
         stays = {}  # per side: the message leaves its best price as it is (an add behind it, a delete of
         # the second level's only order), and the state stays known
         for side in Side:
             better = better_than(side, price, held[side].price)
             next_level = held[side].depth.next
-            moves[side] = Mux(is_add, held[side].ready & (~held[side].known | better),
-                              removes[side] & held[side].removable
-                              & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
+            for kind, add_flag, removal_flag in ((moves, held[side].ready, held[side].removable),
+                                                 (moves_alone, held[side].one_sided, held[side].one_sided)):
+                kind[side] = Mux(is_add, add_flag & (~held[side].known | better),
+                                 removes[side] & removal_flag
+                                 & Mux(is_delete, next_level.valid, is_replace & ~next_level.unknown))
             stays[side] = held[side].removable & Mux(is_add, held[side].known & ~better,
                                                      is_delete & removes_second[side])
         # `held_state` is the state this message finds: the book's, or a kept message's (three
@@ -449,6 +456,7 @@ class FastTrigger(wiring.Component):
         of_lead = self.messages.valid & judged & ~message.gap & (message.locate == held_locate) & (held_locate != 0)
         lead_move = of_lead & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
         still = of_lead & Mux(ask_side, stays[Side.ASK], stays[Side.BID])
+        lone_move = of_lead & Mux(ask_side, moves_alone[Side.ASK], moves_alone[Side.BID])
         # A replace's new best is the better of its price and the next level (if any); the lead's sum
         # follows. A condition on S that holds for larger S holds on the better of two prices if it
         # holds on either for the bid (the larger), on both for the ask (the smaller); the other way
@@ -478,7 +486,7 @@ class FastTrigger(wiring.Component):
             newly[side] = lead_move & Mux(ask_side, fires[Side.ASK], fires[Side.BID]) & ~candidate.holds
             fire[side] = (newly[side] & Mux(ask_side, collar_ok[Side.ASK], collar_ok[Side.BID])
                           & candidate.formable & self.risk_ok[side.value])
-        m.d.comb += keep.eq((lead_move & ~newly[Side.BID] & ~newly[Side.ASK]) | still)
+        m.d.comb += keep.eq((lead_move & ~newly[Side.BID] & ~newly[Side.ASK]) | still | lone_move)
 
         # A target's message, on the state as the book shows it (``target_quiet``), the lead reliable and both
         # its sides priced: an add that improves its side, or a delete or a replace of the only order
@@ -535,12 +543,14 @@ class FastTrigger(wiring.Component):
 
         # The state a kept message leaves: its side's new price, and beneath it what the levels it
         # passed show (the best two levels are named by their refs; see "Back-to-back messages").
-        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(1),
+        # (After a move with the other side empty, the sum means nothing until that side has a price.)
+        m.d.comb += [predicted.eq(held_state), predicted.fair_valid.eq(predicted.bid.known & predicted.ask.known),
                      predicted.sum.eq(Mux(verdict.still, held_state.sum, moved_sum))]
 
         for side, view in sides_of(predicted).items():
             with m.If(verdict.ask_side == (side is Side.ASK)):
                 old = held[side].depth
+                other, other_view = held[other_side[side]], sides_of(predicted)[other_side[side]]
                 beneath = view.depth
                 with m.If(verdict.still):  # the best price stays; beneath it, an add joins or comes
                     # between the levels, a delete takes the second level's only order
@@ -563,8 +573,13 @@ class FastTrigger(wiring.Component):
                         m.d.comb += [beneath.next.eq(old.third), beneath.next_alone.eq(0), beneath.next_refs.eq(0),
                                      beneath.third.valid.eq(0), beneath.third.unknown.eq(1)]
                 with m.Else():
+                    # a move is judged as before only if the other side is known; that side, if
+                    # empty, can be judged now that this one has a price
                     m.d.comb += [view.price.eq(Mux(verdict.takes_price, verdict.price, old.next.price)),
-                                 view.known.eq(1), view.ready.eq(1), view.removable.eq(1)]
+                                 view.known.eq(1), view.ready.eq(other.known), view.removable.eq(other.known),
+                                 other_view.ready.eq(other.ready | other.one_sided),
+                                 other_view.removable.eq(other.removable | other.one_sided),
+                                 other_view.one_sided.eq(0)]
                     with m.If(verdict.takes_price):  # the message's order alone at the best level
                         m.d.comb += [beneath.alone.eq(1), beneath.best_refs.eq(verdict.new_ref)]
                         with m.If(verdict.is_add):  # over the old best (none beyond an empty side); a
