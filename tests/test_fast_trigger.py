@@ -785,6 +785,10 @@ def add_bid(ref, price):
     return add_record(LEAD_LOCATE, ref, "B", price, 50)
 
 
+def add_ask(ref, price):
+    return add_record(LEAD_LOCATE, ref, "S", price, 50)
+
+
 #: Chains on a lead whose best ask is 102 (reference 4) and the target's quotes 100 and 102: a lead bid
 #: below 98 fires the sell, a lead ask above 105 the buy. Per case: the lead's orders, the messages, and
 #: on which the exact path fires. The fast path must send every one of those orders (the state the
@@ -811,6 +815,16 @@ KEPT_CHAINS = {
     # the delete of the second level's only order, then the best's
     "delete of the second": ([(3, "B", 100), (6, "B", 99), (7, "B", 96), (4, "S", 102)],
                              [delete(6), delete(3)], [False, True]),
+    # the ask side empty (nothing fires without a fair value): the bid moves, then an ask comes; a bid
+    # of 100 would make the buy on an ask of 106 (a sum of 206), 98 not
+    "adds to an empty book": ([], [add_bid(5, 100), add_ask(8, 106)], [False, True]),
+    "a bid improved, no ask": ([(3, "B", 98)], [add_bid(5, 100), add_ask(8, 106)], [False, True]),
+    "a lone best bid replaced, no ask": ([(3, "B", 100), (6, "B", 97)], [replace(3, 7, 101), add_ask(8, 106)],
+                                         [False, True]),
+    "a lone best bid deleted, no ask": ([(3, "B", 100), (6, "B", 98)], [delete(3), add_ask(8, 106)],
+                                        [False, False]),
+    "a lone best bid deleted, no ask, then a higher ask": ([(3, "B", 100), (6, "B", 98)],
+                                                           [delete(3), add_ask(8, 108)], [False, True]),
 }
 
 
