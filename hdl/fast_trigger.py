@@ -86,7 +86,10 @@ best: an add behind a side's best price (joining it, or at or between the
 levels beneath), or a delete of the second level's only order. So the
 market maker's requote that moves the best bid or offer away (a replace to
 a worse price, then deletes of the background orders it leaves best, or
-beneath them) is judged message by message. The state
+beneath them) is judged message by message. A move of one side of the lead
+while its other side is empty (not unknown) cannot fire (there is no fair
+value) and is kept as well, so that the empty side's first price is judged
+on it (a market maker's new bid, then its new ask). The state
 stays ahead of the book until ``lead_quiet`` (the book has caught up), and is
 dropped by any message the fast path did not keep and by anything
 ``disturbed`` names. If a prediction was wrong, the exact path's orders
