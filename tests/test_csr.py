@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (Blocks made only to be refused, or for their address map, are never elaborated.)
 """The register block in the Amaranth simulator: every kind of register, read and written over the bus."""
 
 import dataclasses
