@@ -36,11 +36,11 @@ from .trigger import TRIGGER_LATENCY, Trigger
 __all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES", "SAME_QUIET_CYCLES"]
 
 DEFAULT_SLOTS = 2
-#: Cycles the pipeline must go without a tracked message, request, order, frame, bad packet end
-#: or register write before the fast path may judge a message: long enough for the book to show
-#: the last message and the fast path's thresholds and the risk forecast to follow, for the
-#: strategy to make a request of it (which restarts the count), and for a request to leave the
-#: risk gate (an order restarts the count).
+#: Cycles the pipeline must go without a tracked message, request, order, bad packet end or
+#: register write before the fast path may judge a message (and no frame may be on ``tx`` then):
+#: long enough for the book to show the last message and the fast path's thresholds and the risk
+#: forecast to follow, for the strategy to make a request of it (which restarts the count), and
+#: for a request to leave the risk gate (an order restarts the count).
 QUIET_CYCLES = max(REPLACE_LATENCY + FAST_SETTLE_CYCLES + FORECAST_LATENCY, REPLACE_LATENCY + TRIGGER_LATENCY,
                    RISK_LATENCY)
 #: The same before the fast path may judge a message of the lead (of the target) when the tracked
@@ -229,17 +229,21 @@ class Pipeline(wiring.Component):
         message = rx_stages.messages
         of_slots = Cat(*(message.p.locate == getattr(registers, f"locate_{slot}") for slot in range(self.slots)))
         tracked = message.valid & (message.p.gap | of_slots.any())
-        disturbed = (trigger.requests.valid | risk.orders.valid | order_tx.tx.valid
-                     | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
+        # What moves the state the fast path judges on (and drops its kept state), and a frame on `tx`,
+        # which only keeps it from starting one (the frame's order moved the risk gate's state long
+        # before its last beat: the count restarted then).
+        moved = (trigger.requests.valid | risk.orders.valid
+                 | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
+        sending = order_tx.tx.valid
         # Per instrument of the snipe, the cycles to go before its messages may be judged: a message
         # of that instrument alone restarts the count from SAME_QUIET_CYCLES (unless more are left),
         # any other tracked message or a disturbance from QUIET_CYCLES.
         for role in ("lead", "target"):
             of_role_only = ~message.p.gap & (of_slots == (Const(1, self.slots) << getattr(registers, f"{role}_slot")))
-            restart = Mux(of_role_only & ~disturbed, SAME_QUIET_CYCLES, QUIET_CYCLES)
+            restart = Mux(of_role_only & ~moved, SAME_QUIET_CYCLES, QUIET_CYCLES)
             settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES, name=f"{role}_settling")
             counted_down = Mux(settling == 0, 0, settling - 1)
-            m.d.sync += settling.eq(Mux(disturbed | (tracked & (counted_down < restart)), restart, counted_down))
-            m.d.comb += getattr(fast_trigger, f"{role}_quiet").eq(settling == 0)
-        m.d.comb += [fast_trigger.tracked.eq(tracked), fast_trigger.disturbed.eq(disturbed)]
+            m.d.sync += settling.eq(Mux(moved | (tracked & (counted_down < restart)), restart, counted_down))
+            m.d.comb += getattr(fast_trigger, f"{role}_quiet").eq((settling == 0) & ~sending)
+        m.d.comb += [fast_trigger.tracked.eq(tracked), fast_trigger.disturbed.eq(moved | sending)]
         wiring.connect(m, fast_trigger.fast, order_tx.fast)
