@@ -92,7 +92,11 @@ value) and is kept as well, so that the empty side's first price is judged
 on it (a market maker's new bid, then its new ask). The state
 stays ahead of the book until ``lead_quiet`` (the book has caught up), and is
 dropped by any message the fast path did not keep and by anything
-``disturbed`` names. If a prediction was wrong, the exact path's orders
+``disturbed`` names, but not by a target's add behind the target's quotes
+(``target_still``): what the lead's messages are judged on (the target's
+quotes, the risk gate's forecast of the orders on them) does not move. (Such
+an add could still collide in the book's table and make the target
+unreliable, which the fast path cannot see: its order is then aborted.) If a prediction was wrong, the exact path's orders
 differ and the transmitter aborts the fast frame, as for any wrong
 prediction.
 
@@ -219,6 +223,11 @@ class FastTrigger(wiring.Component):
         for ``FAST_SETTLE_CYCLES`` (the ``Pipeline`` counts this).
     tracked : In(1)
         The message at ``messages`` is of a tracked instrument (or has a gap).
+    target_still : Out(1)
+        The message at ``messages`` is a target's add behind its side's best
+        price, on the state the book shows (``target_quiet``): the target's
+        quotes stay as they are, so the ``Pipeline`` need not restart the
+        lead's count for it, and a kept lead state stays.
     disturbed : In(1)
         Something other than a message moves the state: a request, an order,
         a frame on ``tx``, a bad packet's end, a register write, a book clear.
@@ -251,6 +260,7 @@ class FastTrigger(wiring.Component):
             "tracked": In(1),
             "disturbed": In(1),
             "forecast_orders": Out(data.ArrayLayout(ForecastOrder, FORECAST_ORDERS)),
+            "target_still": Out(1),
             "fast": Out(rx_stream(OrderRequest)),
         })
 
@@ -288,7 +298,8 @@ class FastTrigger(wiring.Component):
             m.d.sync += state.eq(predicted)
         with m.Elif(~ahead | self.lead_quiet):
             m.d.sync += state.eq(lead_now)
-        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked, keep, ahead & ~self.lead_quiet)),
+        m.d.sync += [ahead.eq(~self.disturbed & Mux(self.tracked & ~self.target_still, keep,
+                                                    ahead & ~self.lead_quiet)),
                      applied.eq(verdict.keep)]
 
         lead_locate = Signal(16)
@@ -495,9 +506,11 @@ class FastTrigger(wiring.Component):
         # its sides priced: an add that improves its side, or a delete or a replace of the only order
         # of its best level; the quote it leaves, the condition and the collar on it, the gate's
         # forecast of the bound. A buy takes the target's ask (the BID candidate's quote).
-        of_target = (self.messages.valid & self.target_quiet & ~message.gap & (is_add | is_delete | is_replace)
-                     & held_target_reliable & (message.locate == held_target_locate) & (held_target_locate != 0)
-                     & (held_target_locate != held_locate) & held_state.bid.removable & held_state.ask.removable)
+        target_message = (self.messages.valid & self.target_quiet & ~message.gap
+                          & (message.locate == held_target_locate) & (held_target_locate != 0)
+                          & (held_target_locate != held_locate))
+        of_target = (target_message & (is_add | is_delete | is_replace) & held_target_reliable
+                     & held_state.bid.removable & held_state.ask.removable)
         adds_ask = message.fields.A.side == ord("S")
         message_shares = Mux(is_replace, message.fields.U.shares, message.fields.A.shares)
         # (each compare on the add's and the replace's own price, chosen after: not behind `price`'s
@@ -523,6 +536,11 @@ class FastTrigger(wiring.Component):
                         Mux(is_replace & beats_next, target_holds(side, replace_price, target_limits),
                             next_holds[side]))
             target_fire[side] = of_target & moves_quote & holds & self.risk_ok[2 + side.value]
+        # A target's add behind its side's best price leaves its quotes as they are: nothing the
+        # lead's messages are judged on moves (``target_still``).
+        behind_ask = adds_ask & candidates[Side.BID].valid & (add_price > candidates[Side.BID].price)
+        behind_bid = ~adds_ask & candidates[Side.ASK].valid & (add_price < candidates[Side.ASK].price)
+        m.d.comb += self.target_still.eq(target_message & is_add & (behind_ask | behind_bid))
 
         # All that is decided on the message is registered (a few bits), with its fields; the
         # request and the state a kept message leaves are made of registers in the next cycle

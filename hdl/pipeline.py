@@ -237,13 +237,14 @@ class Pipeline(wiring.Component):
         sending = order_tx.tx.valid
         # Per instrument of the snipe, the cycles to go before its messages may be judged: a message
         # of that instrument alone restarts the count from SAME_QUIET_CYCLES (unless more are left),
-        # any other tracked message or a disturbance from QUIET_CYCLES.
-        for role in ("lead", "target"):
+        # any other tracked message or a disturbance from QUIET_CYCLES; for the lead, not a target's
+        # add the fast trigger saw behind the target's quotes (``target_still``: they stay as they are).
+        for role, counted in (("lead", tracked & ~fast_trigger.target_still), ("target", tracked)):
             of_role_only = ~message.p.gap & (of_slots == (Const(1, self.slots) << getattr(registers, f"{role}_slot")))
             restart = Mux(of_role_only & ~moved, SAME_QUIET_CYCLES, QUIET_CYCLES)
             settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES, name=f"{role}_settling")
             counted_down = Mux(settling == 0, 0, settling - 1)
-            m.d.sync += settling.eq(Mux(moved | (tracked & (counted_down < restart)), restart, counted_down))
+            m.d.sync += settling.eq(Mux(moved | (counted & (counted_down < restart)), restart, counted_down))
             m.d.comb += getattr(fast_trigger, f"{role}_quiet").eq((settling == 0) & ~sending)
         m.d.comb += [fast_trigger.tracked.eq(tracked), fast_trigger.disturbed.eq(moved | sending)]
         wiring.connect(m, fast_trigger.fast, order_tx.fast)

@@ -469,6 +469,23 @@ def behind_case(rng):
                      boundary_level=rng.choice([1, 2]), alone=0.9)
 
 
+def target_add_message(rng, state):
+    """A target's add near its quote on one side: behind it (the lead's next moves are judged on the state
+    as it is), at it, before it, or on an empty side (the quote moves: the lead's next moves are not).
+    ``state.target`` stays the quote before, so that the lead's moves cross its boundaries."""
+    side = rng.choice(["bid", "ask"])
+    quote = state.target[side]
+    worse = -1 if side == "bid" else 1
+    price = (quote.price + worse * rng.choice([1, 1, 2, 5, 0, -1]) if quote.valid else state.mid + rng.randint(-20, 20))
+    return add_record(TARGET_LOCATE, next(state.refs) | rng.getrandbits(32) << 32, "B" if side == "bid" else "S",
+                      max(0, price), rng.randint(1, 300))
+
+
+def target_first_case(rng):
+    """A target's add (``target_add_message``), then lead moves, the last one at a boundary."""
+    return lead_case(rng, "DUUA", rng.randint(2, 3), settle=True, first=target_add_message)
+
+
 def requote_case(rng):
     """A requote away from the book, then removals, mostly of the level it leaves best (alone, as the
     background orders of the snipe's market often are), the level beneath it at a boundary."""
@@ -549,7 +566,9 @@ def run_cases(cases, levels=4):
             ctx.set(fast.lead_quiet, 1)
             outputs = []
             # The book keeps its tops (it shows the messages only later); as in the Pipeline, being quiet
-            # drops after the first message, and an order's frame on tx disturbs the state.
+            # drops after the first message (for the lead, not after a target's add behind its quotes),
+            # and an order's frame on tx disturbs the state.
+            lead_quiet = True
             for index, record in enumerate(case.records):
                 for _ in range(case.gaps[index - 1] - 2 if index else 0):  # two ticks went below
                     await ctx.tick()
@@ -557,11 +576,12 @@ def run_cases(cases, levels=4):
                 ctx.set(fast.stamp.as_value(), pack_fields(Stamp, cycle=number * 16 + index, packet=number & 0xFF))
                 ctx.set(fast.messages.valid, 1)
                 ctx.set(fast.tracked, 1)
+                lead_quiet = lead_quiet and bool(ctx.get(fast.target_still))
                 await ctx.tick()
                 ctx.set(fast.messages.valid, 0)
                 ctx.set(fast.tracked, 0)
                 ctx.set(fast.target_quiet, 0)
-                ctx.set(fast.lead_quiet, 0)
+                ctx.set(fast.lead_quiet, lead_quiet)
                 for _ in range(FAST_LATENCY - 1):
                     await ctx.tick()
                 if ctx.get(fast.fast.valid):
@@ -570,6 +590,8 @@ def run_cases(cases, levels=4):
                     outputs.append((fields["slot"], fields["side"], fields["price"], fields["shares"],
                                     fields["fair_value"], fields["fair_valid"], stamp["cycle"]))
                     ctx.set(fast.disturbed, 1)
+                    lead_quiet = False
+                    ctx.set(fast.lead_quiet, 0)
                 else:
                     outputs.append(None)
                 await ctx.tick()
@@ -722,6 +744,15 @@ def test_messages_behind_the_best_prices_keep_the_state(seed):
     assert later >= 25, f"orders after a message behind the best: {later}"
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_lead_moves_after_a_target_add_match_the_exact_path(seed):
+    """A target's add behind its quote leaves the quotes the lead's orders take as they are: a lead move
+    after it is judged (the Pipeline's count for the lead goes on); after an add at or before the quote,
+    what the fast path sends is still the exact path's order, on the quote the add left."""
+    later = check_chains(make_cases(target_first_case, random.Random(f"fast_trigger/target_first/{seed}"), 1000))
+    assert later >= 25, f"orders after a target's add: {later}"
+
+
 def check_chains(cases):
     """Runs ``cases`` (chains of messages): the first message is judged as alone, and what the fast path
     sends on a later one is the exact path's order for it, on the state the messages before it left.
@@ -789,6 +820,10 @@ def add_ask(ref, price):
     return add_record(LEAD_LOCATE, ref, "S", price, 50)
 
 
+def target_add(ref, side, price):
+    return add_record(TARGET_LOCATE, ref, side, price, 50)
+
+
 #: Chains on a lead whose best ask is 102 (reference 4) and the target's quotes 100 and 102: a lead bid
 #: below 98 fires the sell, a lead ask above 105 the buy. Per case: the lead's orders, the messages, and
 #: on which the exact path fires. The fast path must send every one of those orders (the state the
@@ -825,6 +860,13 @@ KEPT_CHAINS = {
                                         [False, False]),
     "a lone best bid deleted, no ask, then a higher ask": ([(3, "B", 100), (6, "B", 98)],
                                                            [delete(3), add_ask(8, 108)], [False, True]),
+    # a target's add behind its quotes leaves them as they are: the lead's move after it is judged
+    "a target offer behind its best, then the lead's ask up": ([(3, "B", 100), (4, "S", 102)],
+                                                               [target_add(9, "S", 104), replace(4, 7, 106)],
+                                                               [False, True]),
+    "a target bid behind its best, then the lead's bid down": ([(3, "B", 100), (4, "S", 102)],
+                                                               [target_add(9, "B", 99), replace(3, 7, 97)],
+                                                               [False, True]),
 }
 
 
@@ -834,6 +876,16 @@ def test_kept_chains_send_the_exact_paths_orders(name):
     got, orders = directed_chain(lead_orders, records)
     assert [bool(order) for order in orders] == fires
     assert got == [as_output(order[0], index) if order else None for index, order in enumerate(orders)]
+
+
+@pytest.mark.parametrize("side, lead_move", [("S", replace(4, 7, 106)), ("B", replace(3, 7, 97))])
+def test_a_target_add_before_its_quote_is_not_taken_as_behind(side, lead_move):
+    """A target's add at a better price than its quote is the quote the lead's move then fires on (a buy at
+    101, not at the ask of 102 before; a sell at 101, not at the bid of 100): the fast path sends that
+    order or none."""
+    got, orders = directed_chain([(3, "B", 100), (4, "S", 102)], [target_add(9, side, 101), lead_move])
+    assert not orders[0] and orders[1] and orders[1][0].price == 101
+    assert got[0] is None and got[1] in (None, as_output(orders[1][0], 1))
 
 
 @pytest.mark.parametrize("levels, fires", [(1, [False, False, False]), (2, [False, False, False]),
