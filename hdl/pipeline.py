@@ -33,22 +33,27 @@ from .rx_path import COUNTERS, RX_CONFIG, RX_LATENCY, RX_STROBES, RxStages, conn
 from .stream import Beat, rx_stream
 from .trigger import TRIGGER_LATENCY, Trigger
 
-__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES", "SAME_QUIET_CYCLES"]
+__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES", "SAME_QUIET_CYCLES",
+           "REQUEST_QUIET_CYCLES", "ORDER_QUIET_CYCLES"]
 
 DEFAULT_SLOTS = 2
-#: Cycles the pipeline must go without a tracked message, request, order, bad packet end or
-#: register write before the fast path may judge a message (and no frame may be on ``tx`` then):
-#: long enough for the book to show the last message and the fast path's thresholds and the risk
-#: forecast to follow, for the strategy to make a request of it (which restarts the count), and
-#: for a request to leave the risk gate (an order restarts the count).
-QUIET_CYCLES = max(REPLACE_LATENCY + FAST_SETTLE_CYCLES + FORECAST_LATENCY, REPLACE_LATENCY + TRIGGER_LATENCY,
-                   RISK_LATENCY)
+#: Cycles the pipeline must go without a tracked message, bad packet end or register write (and
+#: request or order: below) before the fast path may judge a message (and no frame may be on ``tx``
+#: then): long enough for the book to show the last message and the fast path's thresholds and the
+#: risk forecast to follow, and for the strategy to make a request of it (which restarts the count).
+QUIET_CYCLES = max(REPLACE_LATENCY + FAST_SETTLE_CYCLES + FORECAST_LATENCY, REPLACE_LATENCY + TRIGGER_LATENCY)
 #: The same before the fast path may judge a message of the lead (of the target) when the tracked
 #: messages before it were of that instrument alone: the orders the fast path makes on the lead's
 #: messages are the target's quotes, and a bound from the lead's prices on the target's, so the risk
 #: gate's forecast of them does not follow that instrument's messages; only the book, the fast
 #: path's thresholds and the strategy's request (which restarts the count) have to.
 SAME_QUIET_CYCLES = REPLACE_LATENCY + max(FAST_SETTLE_CYCLES, TRIGGER_LATENCY)
+#: The same after a strategy request: its order leaves the risk gate ``RISK_LATENCY`` cycles later (and
+#: restarts the count), or it was rejected, which leaves the gate's state as it was.
+REQUEST_QUIET_CYCLES = RISK_LATENCY
+#: The same after an order leaves the risk gate: the state it moved (outstanding orders, tokens) shows
+#: from that cycle on, and in the gate's forecast ``FORECAST_LATENCY`` cycles later.
+ORDER_QUIET_CYCLES = FORECAST_LATENCY - 1
 
 #: Strategy registers, with their reset values (0 = off, and so on).
 TRIGGER_CONFIG = {"strategy": 0, "lead_slot": 0, "target_slot": 1, "edge": 0, "order_size": 0,
@@ -232,19 +237,23 @@ class Pipeline(wiring.Component):
         # What moves the state the fast path judges on (and drops its kept state), and a frame on `tx`,
         # which only keeps it from starting one (the frame's order moved the risk gate's state long
         # before its last beat: the count restarted then).
-        moved = (trigger.requests.valid | risk.orders.valid
-                 | (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any())
+        upset = (rx_stages.packet_end.valid & rx_stages.packet_end.p.bad) | self.csr.w_en | book.clear.any()
+        moved = trigger.requests.valid | risk.orders.valid | upset
         sending = order_tx.tx.valid
         # Per instrument of the snipe, the cycles to go before its messages may be judged: a message
-        # of that instrument alone restarts the count from SAME_QUIET_CYCLES (unless more are left),
-        # any other tracked message or a disturbance from QUIET_CYCLES; for the lead, not a target's
-        # add the fast trigger saw behind the target's quotes (``target_still``: they stay as they are).
+        # of that instrument alone restarts the count from SAME_QUIET_CYCLES, any other tracked message,
+        # a bad packet's end, a register write or a book clear from QUIET_CYCLES, a request or an order
+        # from their own counts (each unless more are left); for the lead, not a target's add the fast
+        # trigger saw behind the target's quotes (``target_still``: they stay as they are).
         for role, counted in (("lead", tracked & ~fast_trigger.target_still), ("target", tracked)):
             of_role_only = ~message.p.gap & (of_slots == (Const(1, self.slots) << getattr(registers, f"{role}_slot")))
-            restart = Mux(of_role_only & ~moved, SAME_QUIET_CYCLES, QUIET_CYCLES)
+            restart = Mux(upset | (counted & ~of_role_only), QUIET_CYCLES,
+                          Mux(counted, SAME_QUIET_CYCLES,
+                              Mux(trigger.requests.valid, REQUEST_QUIET_CYCLES,
+                                  Mux(risk.orders.valid, ORDER_QUIET_CYCLES, 0))))
             settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES, name=f"{role}_settling")
             counted_down = Mux(settling == 0, 0, settling - 1)
-            m.d.sync += settling.eq(Mux(moved | (counted & (counted_down < restart)), restart, counted_down))
+            m.d.sync += settling.eq(Mux(counted_down < restart, restart, counted_down))
             m.d.comb += getattr(fast_trigger, f"{role}_quiet").eq((settling == 0) & ~sending)
         m.d.comb += [fast_trigger.tracked.eq(tracked), fast_trigger.disturbed.eq(moved | sending)]
         wiring.connect(m, fast_trigger.fast, order_tx.fast)
