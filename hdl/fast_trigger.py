@@ -27,8 +27,9 @@ that out):
   known levels leave the side unknown: the new price is the better of the
   message's and the next level's.
 
-And of the target, on the state the book shows (``target_quiet``), the lead
-reliable with both sides priced:
+And of the target, on the state the book shows (``target_quiet``) or the one
+a kept target's message left (below), the lead reliable with both sides
+priced:
 
 - an A or F that improves the target's best price on its side (or gives an
   empty side its first): its order, if the snipe's condition holds on the
@@ -96,7 +97,19 @@ dropped by any message the fast path did not keep and by anything
 (``target_still``): what the lead's messages are judged on (the target's
 quotes, the risk gate's forecast of the orders on them) does not move. (Such
 an add could still collide in the book's table and make the target
-unreliable, which the fast path cannot see: its order is then aborted.) If a prediction was wrong, the exact path's orders
+unreliable, which the fast path cannot see: its order is then aborted.)
+
+The target's messages the fast path predicts and on which the snipe's
+condition does not start to hold are kept the same way, in a state of their
+own (``target_ahead``): the quote the message moved replaces the book's in
+the first cycle's registers (the message's price and shares, alone at the
+best level, over the old best for an add; or the next level, named as the
+second was, over the third for a delete, over what is not known for a
+replace), and the next target message three cycles or more later is judged
+on it, until ``target_quiet``. Only the target's own messages are: the
+lead's, after any target message, wait for ``lead_quiet`` as before (the risk
+gate's forecast of their orders follows the target's quotes), and they drop
+the target's kept state. If a prediction was wrong, the exact path's orders
 differ and the transmitter aborts the fast frame, as for any wrong
 prediction.
 
@@ -114,7 +127,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .itch_decode import ItchMessage
-from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, InstrumentDepth, OrderRequest, Side, SideDepth,
+from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth,
                           Stamp, book_depths, book_tops)
 from .risk_gate import FORECAST_ORDERS, ForecastOrder
 from .stream import rx_stream
@@ -151,6 +164,17 @@ class _LeadState(data.Struct):
     fair_valid: 1         # both sides known
 
 
+class _TargetQuote(data.Struct):
+    """The target's quote an order of one side takes (a buy: the ask), as the fast path judges a message on
+    it: the book's, or its own prediction's."""
+    price: PRICE_WIDTH
+    shares: SHARES_WIDTH
+    formable: 1  # valid, and the target reliable
+    valid: 1
+    open: 1      # valid, or the side empty (not unknown): an add there is its best level
+    depth: SideDepth
+
+
 class _Verdict(data.Struct):
     """What the fast path decided on a message, and the fields it needs of it a cycle later."""
     fire: 2           # per side (index Side): its order is sent
@@ -158,6 +182,9 @@ class _Verdict(data.Struct):
                       # ``target_shares``, or (``takes_message`` of its side low) the side's next level
     takes_message: 2  # per side (index Side)
     target_shares: SHARES_WIDTH  # min(order_size, the message's shares)
+    target_keep: 1    # a target's message was predicted and nothing fired on it: its quote replaces the book's
+    target_buy: 1     # of those, one that moved the quote a buy takes (the target's ask)
+    shares: SHARES_WIDTH  # the message's shares (an add's, a replace's)
     keep: 1           # the message was predicted and nothing fired on it: its state replaces the book's
     still: 1          # of those, one that leaves the best prices as they are (behind them)
     ask_side: 1       # the side of the lead it moved
@@ -305,26 +332,39 @@ class FastTrigger(wiring.Component):
         lead_locate = Signal(16)
         target_locate = Signal(16)
         target_reliable = Signal()
-        target_depth = Signal(InstrumentDepth)
         target_slot = Signal.like(self.target_slot)
-        quotes = {side: Signal(data.StructLayout({"price": PRICE_WIDTH, "shares": SHARES_WIDTH, "formable": 1,
-                                                  "valid": 1, "open": 1}),
-                               name=f"{side.name.lower()}_quote")
-                  for side in Side}  # the quote each order takes: a buy (BID) takes the target's ask
+        # The target's quote each order takes (index Side: a buy takes the ask), the book's or, after a
+        # target's message the fast path kept, its prediction (as the lead's `state`), until the book has
+        # caught up (`target_quiet`).
+        target_now = Signal(data.ArrayLayout(_TargetQuote, 2))
+        target_book = self.depths[self.target_slot]
+        for side, quote, depth_side in ((Side.BID, target.ask, target_book.ask), (Side.ASK, target.bid, target_book.bid)):
+            view = target_now[side.value]
+            m.d.comb += [view.price.eq(quote.price), view.shares.eq(quote.shares),
+                         view.formable.eq(quote.valid & ~target.unreliable), view.valid.eq(quote.valid),
+                         view.open.eq(quote.valid | ~quote.unknown), view.depth.eq(depth_side)]
+        target_state = Signal.like(target_now)
+        target_predicted = Signal.like(target_now)  # the state the target's message now leaves, if kept
+        target_keep = Signal()     # the message now is a target's the fast path predicted, and nothing fires on it
+        target_ahead = Signal()    # `target_state` is the prediction's, ahead of the book
+        target_applied = Signal()  # `target_state` was replaced by a prediction in the cycle before
+        with m.If(verdict.target_keep & target_ahead):
+            m.d.sync += target_state.eq(target_predicted)
+        with m.Elif(~target_ahead | self.target_quiet):
+            m.d.sync += target_state.eq(target_now)
+        m.d.sync += [target_ahead.eq(~self.disturbed & Mux(self.tracked, target_keep,
+                                                           target_ahead & ~self.target_quiet)),
+                     target_applied.eq(verdict.target_keep)]
+        quotes = {side: target_state[side.value] for side in Side}
         edge = Signal.like(self.edge)
         collar = Signal.like(self.collar)
         order_size = Signal.like(self.order_size)
         m.d.sync += [
             lead_locate.eq(self.locates[self.lead_slot]),
             target_locate.eq(self.locates[self.target_slot]),
-            target_reliable.eq(~target.unreliable), target_depth.eq(self.depths[self.target_slot]),
-            target_slot.eq(self.target_slot),
+            target_reliable.eq(~target.unreliable), target_slot.eq(self.target_slot),
             edge.eq(self.edge), collar.eq(self.collar), order_size.eq(self.order_size),
         ]
-        for side, quote in ((Side.BID, target.ask), (Side.ASK, target.bid)):
-            m.d.sync += [quotes[side].price.eq(quote.price), quotes[side].shares.eq(quote.shares),
-                         quotes[side].formable.eq(quote.valid & ~target.unreliable),
-                         quotes[side].valid.eq(quote.valid), quotes[side].open.eq(quote.valid | ~quote.unknown)]
 
         # Second cycle: each side's candidate order and the thresholds of the lead price. On the
         # lead's sum S after the move: a buy fires from 2 (ask + edge + 1) on and fails the collar
@@ -388,23 +428,28 @@ class FastTrigger(wiring.Component):
         target_limits = {name: Signal(_THRESHOLD, name=f"target_{name}") for name in limit_values}
         m.d.sync += [target_limits[name].eq(value) for name, value in limit_values.items()]
 
+        def target_fires(side, price, limits):
+            """The snipe's condition holds for ``side``'s order at the target's new ``price``."""
+            twice = price << 1
+            return twice <= limits["buy_fires_to"] if side is Side.BID else twice > limits["sell_fires_above"]
+
         def target_holds(side, price, limits):
             """The snipe's condition and the collar hold for ``side``'s order at the target's new ``price``."""
             twice = price << 1
-            if side is Side.BID:
-                return (twice <= limits["buy_fires_to"]) & (twice > limits["buy_collar_above"])
-            return (twice > limits["sell_fires_above"]) & (twice <= limits["sell_collar_to"])
+            collar_ok = twice > limits["buy_collar_above"] if side is Side.BID else twice <= limits["sell_collar_to"]
+            return target_fires(side, price, limits) & collar_ok
 
         # A removal of the only order of the target's best level leaves the next level best (a
         # replace, the better of it and the message's price): its verdict and order, worked out ahead.
-        target_sides = {Side.BID: target_depth.ask, Side.ASK: target_depth.bid}  # the quote each order takes
         held_target_sides = {side: Signal(SideDepth, name=f"{side.name.lower()}_target_depth") for side in Side}
         next_holds = {side: Signal(name=f"{side.name.lower()}_target_next_holds") for side in Side}
+        next_starts = {side: Signal(name=f"{side.name.lower()}_target_next_fires") for side in Side}  # no collar
         next_shares = {side: Signal(SHARES_WIDTH, name=f"{side.name.lower()}_target_next_shares") for side in Side}
-        for side, depth_side in target_sides.items():
-            next_level = depth_side.next
-            m.d.sync += [held_target_sides[side].eq(depth_side),
+        for side, quote in quotes.items():
+            next_level = quote.depth.next
+            m.d.sync += [held_target_sides[side].eq(quote.depth),
                          next_holds[side].eq(next_level.valid & target_holds(side, next_level.price, limit_values)),
+                         next_starts[side].eq(next_level.valid & target_fires(side, next_level.price, limit_values)),
                          next_shares[side].eq(Mux(next_level.shares < order_size, next_level.shares, order_size))]
         fair_now = state.sum >> 1
         highest_buy, highest_sell = fair_now - edge - 1, fair_now + collar
@@ -506,17 +551,18 @@ class FastTrigger(wiring.Component):
         # its sides priced: an add that improves its side, or a delete or a replace of the only order
         # of its best level; the quote it leaves, the condition and the collar on it, the gate's
         # forecast of the bound. A buy takes the target's ask (the BID candidate's quote).
-        target_message = (self.messages.valid & self.target_quiet & ~message.gap
-                          & (message.locate == held_target_locate) & (held_target_locate != 0)
-                          & (held_target_locate != held_locate))
-        of_target = (target_message & (is_add | is_delete | is_replace) & held_target_reliable
+        # (`target_state` is the book's, or a kept target message's, three cycles or more before.)
+        target_judged = self.target_quiet | (target_ahead & ~verdict.target_keep & ~target_applied)
+        target_message = (self.messages.valid & ~message.gap & (message.locate == held_target_locate)
+                          & (held_target_locate != 0) & (held_target_locate != held_locate))
+        of_target = (target_message & target_judged & (is_add | is_delete | is_replace) & held_target_reliable
                      & held_state.bid.removable & held_state.ask.removable)
         adds_ask = message.fields.A.side == ord("S")
         message_shares = Mux(is_replace, message.fields.U.shares, message.fields.A.shares)
         # (each compare on the add's and the replace's own price, chosen after: not behind `price`'s
         # multiplexer by type, which the lead's compares load already)
         add_price, replace_price = message.fields.A.price, message.fields.U.price
-        target_fire, takes_message = {}, {}
+        target_fire, takes_message, target_moves, target_keeps = {}, {}, {}, {}
         for side, candidate in candidates.items():
             depth_side = held_target_sides[side]
             next_level = depth_side.next
@@ -536,11 +582,20 @@ class FastTrigger(wiring.Component):
                         Mux(is_replace & beats_next, target_holds(side, replace_price, target_limits),
                             next_holds[side]))
             target_fire[side] = of_target & moves_quote & holds & self.risk_ok[2 + side.value]
+            # Kept if the condition does not start to hold (the strategy makes no request), and the quote it
+            # leaves is known (the next level's, if that is not unknown).
+            starts = Mux(is_add, target_fires(side, add_price, target_limits),
+                         Mux(is_replace & beats_next, target_fires(side, replace_price, target_limits),
+                             next_starts[side]))
+            target_moves[side] = of_target & moves_quote
+            target_keeps[side] = target_moves[side] & ~starts & (takes_message[side] | ~next_level.unknown)
+        m.d.comb += target_keep.eq((target_keeps[Side.BID] & ~target_moves[Side.ASK])
+                                   | (target_keeps[Side.ASK] & ~target_moves[Side.BID]))
         # A target's add behind its side's best price leaves its quotes as they are: nothing the
         # lead's messages are judged on moves (``target_still``).
         behind_ask = adds_ask & candidates[Side.BID].valid & (add_price > candidates[Side.BID].price)
         behind_bid = ~adds_ask & candidates[Side.ASK].valid & (add_price < candidates[Side.ASK].price)
-        m.d.comb += self.target_still.eq(target_message & is_add & (behind_ask | behind_bid))
+        m.d.comb += self.target_still.eq(target_message & self.target_quiet & is_add & (behind_ask | behind_bid))
 
         # All that is decided on the message is registered (a few bits), with its fields; the
         # request and the state a kept message leaves are made of registers in the next cycle
@@ -550,6 +605,8 @@ class FastTrigger(wiring.Component):
             verdict.target.eq(target_fire[Side.BID] | target_fire[Side.ASK]),
             verdict.takes_message.eq(Cat(takes_message[Side.BID], takes_message[Side.ASK])),
             verdict.target_shares.eq(Mux(message_shares < order_size, message_shares, order_size)),
+            verdict.target_keep.eq(target_keep), verdict.target_buy.eq(target_moves[Side.BID]),
+            verdict.shares.eq(message_shares),
             verdict.keep.eq(keep), verdict.still.eq(still),
             verdict.ask_side.eq(ask_side),
             verdict.takes_price.eq(Mux(ask_side, takes_price[Side.ASK], takes_price[Side.BID])),
@@ -619,12 +676,35 @@ class FastTrigger(wiring.Component):
                         with m.If(replaced_below & ~(old.third.valid & third_ahead) & ~old.third.unknown):
                             m.d.comb += [beneath.next.valid.eq(1), beneath.next.price.eq(verdict.price),
                                          beneath.next_alone.eq(1), beneath.next_refs.eq(verdict.new_ref)]
-                # a level the book cannot hold is beyond its levels: not known
-                for index, quote in ((1, beneath.next), (2, beneath.third)):
-                    if self.levels <= index:
-                        m.d.comb += [quote.valid.eq(0), quote.unknown.eq(1)]
-                if self.levels <= 1:
-                    m.d.comb += beneath.next_alone.eq(0)
+                self._beyond_levels(m, beneath)
+
+        # The state a kept target's message leaves: the quote it moved is its price (an add's, or a replace's
+        # that beats the next level), over the old one for an add; or the next level, over the third for
+        # a delete (what is beneath a replace's order is not known here).
+        m.d.comb += target_predicted.eq(target_state)
+        for side in Side:
+            old, new = target_state[side.value], target_predicted[side.value]
+            with m.If(verdict.target_buy == (side is Side.BID)):
+                with m.If(verdict.takes_message[side.value]):
+                    m.d.comb += [new.price.eq(verdict.price), new.shares.eq(verdict.shares), new.valid.eq(1),
+                                 new.open.eq(1), new.formable.eq(held_target_reliable),
+                                 new.depth.alone.eq(1), new.depth.best_refs.eq(verdict.new_ref)]
+                    with m.If(verdict.is_add):
+                        m.d.comb += [new.depth.next.valid.eq(old.valid), new.depth.next.unknown.eq(0),
+                                     new.depth.next.price.eq(old.price), new.depth.next.shares.eq(old.shares),
+                                     new.depth.next_alone.eq(old.depth.alone),
+                                     new.depth.next_refs.eq(old.depth.best_refs), new.depth.third.eq(old.depth.next)]
+                with m.Else():
+                    next_level = old.depth.next
+                    m.d.comb += [new.price.eq(next_level.price), new.shares.eq(next_level.shares),
+                                 new.valid.eq(next_level.valid), new.open.eq(next_level.valid | ~next_level.unknown),
+                                 new.formable.eq(next_level.valid & held_target_reliable),
+                                 new.depth.alone.eq(old.depth.next_alone), new.depth.best_refs.eq(old.depth.next_refs),
+                                 new.depth.next.eq(old.depth.third), new.depth.next_alone.eq(0),
+                                 new.depth.next_refs.eq(0), new.depth.third.valid.eq(0), new.depth.third.unknown.eq(1)]
+                    with m.If(verdict.is_replace):
+                        m.d.comb += [new.depth.next.valid.eq(0), new.depth.next.unknown.eq(1)]
+                self._beyond_levels(m, new.depth)
 
         buy, sell = candidates[Side.BID], candidates[Side.ASK]
         bought = verdict.fire[Side.BID.value]  # a buy first, as the strategy sends them
@@ -646,3 +726,11 @@ class FastTrigger(wiring.Component):
             request.stamp.eq(verdict.stamp),
         ]
         return m
+
+    def _beyond_levels(self, m, depth):
+        """A kept state's ``depth`` shows no level the book cannot hold (beyond its levels: not known)."""
+        for index, quote in ((1, depth.next), (2, depth.third)):
+            if self.levels <= index:
+                m.d.comb += [quote.valid.eq(0), quote.unknown.eq(1)]
+        if self.levels <= 1:
+            m.d.comb += depth.next_alone.eq(0)

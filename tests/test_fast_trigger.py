@@ -398,12 +398,22 @@ def removal_case(rng):
     return lead_case(rng, "DU", 1)
 
 
-def target_removal_case(rng):
+@dataclass
+class TargetBook:
+    """A quiet state whose target has several levels a side, and what the test needs to make its messages."""
+    book: BookModel
+    config: StrategyConfig
+    limits: RiskLimits
+    model: TriggerModel   # evaluated on the state until it is quiet
+    live: dict            # the target's live orders: reference -> side ("bid"/"ask")
+    refs: object          # fresh references, each in a bucket of its own
+    lead_sum: int
+
+
+def target_book(rng):
     """A quiet state whose target has several levels a side (the best often one order alone, the second
-    often at a boundary of the snipe's conditions or of the collar), then a D or U of the target: mostly
-    of a best order, a U's price at such a boundary, at or near the next level, or the old price. The
-    state may have fired at the best quotes (each side fires once a quote): the strategy is run on it
-    until it is quiet."""
+    often at a boundary of the snipe's conditions or of the collar). The state may have fired at the best
+    quotes (each side fires once a quote): the strategy is run on it until it is quiet."""
     book = BookModel(slots=2, capacity=4096, levels=4, locates=[LEAD_LOCATE, TARGET_LOCATE])
     refs = iter(rng.sample(range(1, 4096), 60))  # distinct buckets: no collisions
     base, spread = rng.choice([100, 10_000, 2 ** 31]), rng.randint(1, 40)
@@ -416,9 +426,7 @@ def target_removal_case(rng):
     for side, code, sign in (("bid", "B", -1), ("ask", "S", 1)):
         price = lead_sum // 2 + rng.randint(-20, 20)
         if rng.random() < 0.6:  # the second level at a boundary, the best a little better
-            limit = rng.choice([config.edge, collar])
-            boundary = (lead_sum - 2 * (limit + 1)) // 2 if side == "ask" else (lead_sum + 2 * limit) // 2
-            price = boundary + rng.randint(-1, 1) + sign * rng.randint(1, 4)
+            price = target_boundary(rng, lead_sum, side, rng.choice([config.edge, collar])) + sign * rng.randint(1, 4)
         for level in range(rng.choice([1, 2, 2, 3, 5])):
             for _ in range(1 if rng.random() < (0.8 if level == 0 else 0.5) else 2):
                 ref = next(refs) | rng.getrandbits(32) << 32
@@ -427,36 +435,88 @@ def target_removal_case(rng):
             price += sign * rng.randint(1, 6)
     if rng.random() < 0.05:
         book.unreliable[1] = True
-    tops, depths = book.tops(), book.depths()
-    target = tops[1]
+    target = book.tops()[1]
     limits = dataclasses.replace(random_limits(rng, config, target), collar=collar)
     if rng.random() < 0.5:  # a limit at a boundary of the order the gate forecasts
-        order = target_bound_order(tops[0], config, limits, rng.choice("BS"))
+        order = target_bound_order(book.tops()[0], config, limits, rng.choice("BS"))
         limits = dataclasses.replace(random_limits(rng, config, target, order=order), collar=collar)
     model = TriggerModel(config, slots=2, locates=[LEAD_LOCATE, TARGET_LOCATE])
     for _ in range(3):  # a buy, then a sell: then disarmed at those quotes
-        if not model.evaluate(tops):
+        if not model.evaluate(book.tops()):
             break
-    best = [ref for ref, side in live.items()
-            if book.table[order_index(ref, 4096)].price == getattr(target, side).price]
+    return TargetBook(book, config, limits, model, live, refs, lead_sum)
+
+
+def target_boundary(rng, lead_sum, side, limit):
+    """A target price of ``side`` near where the snipe's condition (``limit`` the edge) or the collar
+    (the collar) on the lead's sum ``lead_sum`` starts to hold for the order on it."""
+    boundary = (lead_sum - 2 * (limit + 1)) // 2 if side == "ask" else (lead_sum + 2 * limit) // 2
+    return boundary + rng.randint(-1, 1)
+
+
+def target_removal(rng, state):
+    """A D or U of the target on ``state`` (whose live orders it updates): mostly of a best order, a U's
+    price at a boundary of the conditions or of the collar, at or near the next level, or the old price."""
+    target = state.book.tops()[1]
+    best = [ref for ref, side in state.live.items()
+            if getattr(target, side).valid and state.book.table[order_index(ref, 4096)].price
+            == getattr(target, side).price]
     choice = rng.random()
-    ref = rng.choice(best) if choice < 0.8 else rng.choice(list(live)) if choice < 0.95 else next(refs)
+    ref = (rng.choice(best) if choice < 0.8 and best else
+           rng.choice(list(state.live)) if choice < 0.95 and state.live else next(state.refs))
+    side = state.live.pop(ref, "bid")
     if rng.random() < 0.5:
-        record = {"type": "D", "locate": TARGET_LOCATE, "order_ref": ref}
-    else:
-        side = live.get(ref, "bid")
-        levels, _ = book.side_levels(1, Side.BID if side == "bid" else Side.ASK)
-        limit = rng.choice([config.edge, limits.collar])
-        boundary = (lead_sum - 2 * (limit + 1)) // 2 if side == "ask" else (lead_sum + 2 * limit) // 2
-        prices = [boundary + rng.randint(-1, 1), getattr(target, side).price]
-        prices += [price + rng.randint(-1, 1) for price, _, _ in levels[1:3]]
-        record = {"type": "U", "locate": TARGET_LOCATE, "original_order_ref": ref,
-                  "new_order_ref": next(refs) | rng.getrandbits(32) << 32,
-                  "price": max(0, rng.choice(prices)), "shares": rng.randint(1, 300)}
-    book.apply(record)
-    risk = RiskModel(limits)
-    orders = [request for request in model.evaluate(book.tops(), record) if risk.check(request) is None]
-    return Case(tops, depths, config, limits, [record], [orders])
+        return {"type": "D", "locate": TARGET_LOCATE, "order_ref": ref}
+    levels, _ = state.book.side_levels(1, Side.BID if side == "bid" else Side.ASK)
+    prices = [target_boundary(rng, state.lead_sum, side, rng.choice([state.config.edge, state.limits.collar])),
+              getattr(target, side).price]
+    prices += [price + rng.randint(-1, 1) for price, _, _ in levels[1:3]]
+    new_ref = next(state.refs) | rng.getrandbits(32) << 32
+    state.live[new_ref] = side
+    return {"type": "U", "locate": TARGET_LOCATE, "original_order_ref": ref, "new_order_ref": new_ref,
+            "price": max(0, rng.choice(prices)), "shares": rng.randint(1, 300)}
+
+
+def random_target_add(rng, state):
+    """A target's add on ``state``: on a side at a boundary, or a little better or worse than its best."""
+    side = rng.choice(["bid", "ask"])
+    quote = getattr(state.book.tops()[1], side)
+    better = 1 if side == "bid" else -1
+    prices = [target_boundary(rng, state.lead_sum, side, rng.choice([state.config.edge, state.limits.collar]))]
+    if quote.valid:
+        prices += [quote.price + better * rng.randint(1, 3), quote.price, quote.price - better * rng.randint(1, 3)]
+    new_ref = next(state.refs) | rng.getrandbits(32) << 32
+    state.live[new_ref] = side
+    return add_record(TARGET_LOCATE, new_ref, "B" if side == "bid" else "S", max(0, rng.choice(prices)),
+                      rng.randint(1, 300))
+
+
+def target_messages_case(rng, length):
+    """A quiet state (``target_book``), then ``length`` target messages (removals, and adds after the first)
+    2 to 5 cycles apart; the exact path's orders: the models applied message by message."""
+    state = target_book(rng)
+    tops, depths = state.book.tops(), state.book.depths()
+    risk = RiskModel(state.limits)
+    records, orders = [], []
+    for index in range(length):
+        record = random_target_add(rng, state) if index and rng.random() < 0.4 else target_removal(rng, state)
+        state.book.apply(record)
+        state.live = {ref: side for ref, side in state.live.items()  # an unknown reference's replace adds nothing
+                      if getattr(state.book.table.get(order_index(ref, 4096)), "order_ref", None) == ref}
+        records.append(record)
+        orders.append([request for request in state.model.evaluate(state.book.tops(), record)
+                       if risk.check(request) is None])
+    return Case(tops, depths, state.config, state.limits, records, orders,
+                gaps=[rng.randint(2, 5) for _ in records[1:]])
+
+
+def target_removal_case(rng):
+    """A quiet state whose target has several levels a side, then a D or U of the target (``target_removal``)."""
+    return target_messages_case(rng, 1)
+
+
+def target_chain_case(rng):
+    return target_messages_case(rng, rng.randint(2, 3))
 
 
 def chain_case(rng):
@@ -751,6 +811,15 @@ def test_lead_moves_after_a_target_add_match_the_exact_path(seed):
     what the fast path sends is still the exact path's order, on the quote the add left."""
     later = check_chains(make_cases(target_first_case, random.Random(f"fast_trigger/target_first/{seed}"), 1000))
     assert later >= 25, f"orders after a target's add: {later}"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_back_to_back_target_messages_match_the_exact_path(seed):
+    """A target's message the fast path predicts and on which nothing fires is kept: the next target
+    message, three cycles or more later, is judged on the quote it left (its price over the old best, or
+    the next level over the third); what the fast path sends on it is the exact path's order."""
+    later = check_chains(make_cases(target_chain_case, random.Random(f"fast_trigger/target_chain/{seed}"), 1000))
+    assert later >= 15, f"orders on later target messages: {later}"
 
 
 def check_chains(cases):
