@@ -101,15 +101,18 @@ unreliable, which the fast path cannot see: its order is then aborted.)
 
 The target's messages the fast path predicts and on which the snipe's
 condition does not start to hold are kept the same way, in a state of their
-own (``target_ahead``): the quote the message moved replaces the book's in
+own (``target_held``): the quote the message moved replaces the book's in
 the first cycle's registers (the message's price and shares, alone at the
 best level, over the old best for an add; or the next level, named as the
 second was, over the third for a delete, over what is not known for a
 replace), and the next target message three cycles or more later is judged
-on it, until ``target_quiet``. Only the target's own messages are: the
-lead's, after any target message, wait for ``lead_quiet`` as before (the risk
-gate's forecast of their orders follows the target's quotes), and they drop
-the target's kept state. If a prediction was wrong, the exact path's orders
+on it, until ``target_quiet``. The lead's messages after it are judged
+on it too, once the thresholds and the risk gate's forecast of their orders
+have followed (``target_kept``: the ``Pipeline`` counts ``TARGET_KEPT_CYCLES``
+for the lead). The kept quote stays through the lead's messages (they do not
+move it) until the book has caught up, but a target message after a lead
+message waits for ``target_quiet`` (the forecast of its order follows the
+lead's prices). If a prediction was wrong, the exact path's orders
 differ and the transmitter aborts the fast frame, as for any wrong
 prediction.
 
@@ -129,16 +132,20 @@ from amaranth.lib.wiring import In, Out
 from .itch_decode import ItchMessage
 from .order_types import (PRICE_WIDTH, REFS_WIDTH, SHARES_WIDTH, OrderRequest, Side, SideDepth,
                           Stamp, book_depths, book_tops)
-from .risk_gate import FORECAST_ORDERS, ForecastOrder
+from .risk_gate import FORECAST_LATENCY, FORECAST_ORDERS, ForecastOrder
 from .stream import rx_stream
 from .trigger import StrategyKind, _check_slots, _slot_shape
 
-__all__ = ["FastTrigger", "FAST_LATENCY", "FAST_SETTLE_CYCLES"]
+__all__ = ["FastTrigger", "FAST_LATENCY", "FAST_SETTLE_CYCLES", "TARGET_KEPT_CYCLES"]
 
 #: Cycles from a message at ``messages`` to its predicted order at ``fast``.
 FAST_LATENCY = 1
 #: Cycles ``tops`` and the registers must hold still before a message is judged on them.
 FAST_SETTLE_CYCLES = 2
+#: Cycles from a kept target's message at ``messages`` to the first cycle a lead message may be judged
+#: on the quote it left: the verdict, the quote in the first registers, the thresholds, and the risk
+#: gate's forecast of the lead's orders on it.
+TARGET_KEPT_CYCLES = FAST_LATENCY + FAST_SETTLE_CYCLES + FORECAST_LATENCY
 
 #: Wide enough for 2 (price + limit + 1) - price with 32-bit operands, signed.
 _THRESHOLD = signed(PRICE_WIDTH + 3)
@@ -255,6 +262,11 @@ class FastTrigger(wiring.Component):
         price, on the state the book shows (``target_quiet``): the target's
         quotes stay as they are, so the ``Pipeline`` need not restart the
         lead's count for it, and a kept lead state stays.
+    target_kept : Out(1)
+        The message at ``messages`` is a target's message the fast path keeps
+        (see the module docstring): the lead's messages may be judged on the
+        quote it leaves ``TARGET_KEPT_CYCLES`` after it, when the thresholds
+        and the risk gate's forecast of the lead's orders have followed.
     disturbed : In(1)
         Something other than a message moves the state: a request, an order,
         a frame on ``tx``, a bad packet's end, a register write, a book clear.
@@ -288,6 +300,7 @@ class FastTrigger(wiring.Component):
             "disturbed": In(1),
             "forecast_orders": Out(data.ArrayLayout(ForecastOrder, FORECAST_ORDERS)),
             "target_still": Out(1),
+            "target_kept": Out(1),
             "fast": Out(rx_stream(OrderRequest)),
         })
 
@@ -346,13 +359,19 @@ class FastTrigger(wiring.Component):
         target_state = Signal.like(target_now)
         target_predicted = Signal.like(target_now)  # the state the target's message now leaves, if kept
         target_keep = Signal()     # the message now is a target's the fast path predicted, and nothing fires on it
-        target_ahead = Signal()    # `target_state` is the prediction's, ahead of the book
+        target_held = Signal()     # `target_state` is the prediction's, ahead of the book (a lead message
+        # leaves it: it does not move the target's quotes)
+        target_ahead = Signal()    # ... and only kept target messages came since: the next target
+        # message may be judged on it (after a lead message, its orders wait for the forecast)
         target_applied = Signal()  # `target_state` was replaced by a prediction in the cycle before
-        with m.If(verdict.target_keep & target_ahead):
+        lead_message = Signal()    # the message now is the lead's
+        with m.If(verdict.target_keep & target_held):
             m.d.sync += target_state.eq(target_predicted)
-        with m.Elif(~target_ahead | self.target_quiet):
+        with m.Elif(~target_held | self.target_quiet):
             m.d.sync += target_state.eq(target_now)
-        m.d.sync += [target_ahead.eq(~self.disturbed & Mux(self.tracked, target_keep,
+        m.d.sync += [target_held.eq(~self.disturbed & Mux(self.tracked & ~lead_message, target_keep,
+                                                          target_held & ~self.target_quiet)),
+                     target_ahead.eq(~self.disturbed & Mux(self.tracked, target_keep,
                                                            target_ahead & ~self.target_quiet)),
                      target_applied.eq(verdict.target_keep)]
         quotes = {side: target_state[side.value] for side in Side}
@@ -512,7 +531,9 @@ class FastTrigger(wiring.Component):
         # `held_state` is the state this message finds: the book's, or a kept message's (three
         # cycles or more before).
         judged = self.lead_quiet | (ahead & ~verdict.keep & ~applied)
-        of_lead = self.messages.valid & judged & ~message.gap & (message.locate == held_locate) & (held_locate != 0)
+        m.d.comb += lead_message.eq(self.messages.valid & ~message.gap & (message.locate == held_locate)
+                                    & (held_locate != 0))
+        of_lead = lead_message & judged
         lead_move = of_lead & Mux(ask_side, moves[Side.ASK], moves[Side.BID])
         still = of_lead & Mux(ask_side, stays[Side.ASK], stays[Side.BID])
         lone_move = of_lead & Mux(ask_side, moves_alone[Side.ASK], moves_alone[Side.BID])
@@ -589,8 +610,9 @@ class FastTrigger(wiring.Component):
                              next_starts[side]))
             target_moves[side] = of_target & moves_quote
             target_keeps[side] = target_moves[side] & ~starts & (takes_message[side] | ~next_level.unknown)
-        m.d.comb += target_keep.eq((target_keeps[Side.BID] & ~target_moves[Side.ASK])
-                                   | (target_keeps[Side.ASK] & ~target_moves[Side.BID]))
+        m.d.comb += [target_keep.eq((target_keeps[Side.BID] & ~target_moves[Side.ASK])
+                                    | (target_keeps[Side.ASK] & ~target_moves[Side.BID])),
+                     self.target_kept.eq(target_keep)]
         # A target's add behind its side's best price leaves its quotes as they are: nothing the
         # lead's messages are judged on moves (``target_still``).
         behind_ask = adds_ask & candidates[Side.BID].valid & (add_price > candidates[Side.BID].price)

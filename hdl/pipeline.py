@@ -24,7 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr import RegisterBlock, RegisterBus
-from .fast_trigger import FAST_SETTLE_CYCLES, FastTrigger
+from .fast_trigger import FAST_SETTLE_CYCLES, TARGET_KEPT_CYCLES, FastTrigger
 from .order_book import REPLACE_LATENCY, OrderBook
 from .order_tx import OrderTx
 from .order_types import PACKET_INDEX_WIDTH, STAMP_WIDTH
@@ -244,13 +244,17 @@ class Pipeline(wiring.Component):
         # of that instrument alone restarts the count from SAME_QUIET_CYCLES, any other tracked message,
         # a bad packet's end, a register write or a book clear from QUIET_CYCLES, a request or an order
         # from their own counts (each unless more are left); for the lead, not a target's add the fast
-        # trigger saw behind the target's quotes (``target_still``: they stay as they are).
-        for role, counted in (("lead", tracked & ~fast_trigger.target_still), ("target", tracked)):
+        # trigger saw behind the target's quotes (``target_still``: they stay as they are), and a target's
+        # message it kept from TARGET_KEPT_CYCLES (its thresholds and forecast follow the kept quote).
+        target_kept = fast_trigger.target_kept
+        for role, counted, kept in (("lead", tracked & ~fast_trigger.target_still & ~target_kept, target_kept),
+                                    ("target", tracked, 0)):
             of_role_only = ~message.p.gap & (of_slots == (Const(1, self.slots) << getattr(registers, f"{role}_slot")))
             restart = Mux(upset | (counted & ~of_role_only), QUIET_CYCLES,
                           Mux(counted, SAME_QUIET_CYCLES,
-                              Mux(trigger.requests.valid, REQUEST_QUIET_CYCLES,
-                                  Mux(risk.orders.valid, ORDER_QUIET_CYCLES, 0))))
+                              Mux(kept, TARGET_KEPT_CYCLES - 1,
+                                  Mux(trigger.requests.valid, REQUEST_QUIET_CYCLES,
+                                      Mux(risk.orders.valid, ORDER_QUIET_CYCLES, 0)))))
             settling = Signal(range(QUIET_CYCLES + 1), init=QUIET_CYCLES, name=f"{role}_settling")
             counted_down = Mux(settling == 0, 0, settling - 1)
             m.d.sync += settling.eq(Mux(counted_down < restart, restart, counted_down))

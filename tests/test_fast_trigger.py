@@ -44,7 +44,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 from stage_harness import layout_fields, pack_fields
 
-from tick2trade.hdl.fast_trigger import FAST_LATENCY, FAST_SETTLE_CYCLES, FastTrigger
+from tick2trade.hdl.fast_trigger import FAST_LATENCY, FAST_SETTLE_CYCLES, TARGET_KEPT_CYCLES, FastTrigger
 from tick2trade.hdl.order_types import OrderRequest as RequestLayout
 from tick2trade.hdl.order_types import REFS_WIDTH, Stamp
 from tick2trade.hdl.risk_gate import FORECAST_LATENCY, RiskGate
@@ -361,8 +361,8 @@ def behind_message(rng, state):
                       rng.randint(1, 500))
 
 
-def lead_case(rng, types, length, *, settle=False, first=None, **book):
-    """A quiet state, then ``length`` lead messages of ``types``, 2 to 5 cycles apart; None if the state is
+def lead_case(rng, types, length, *, settle=False, first=None, gaps=(2, 5), **book):
+    """A quiet state, then ``length`` lead messages of ``types``, ``gaps`` cycles apart; None if the state is
     not quiet. The exact path's orders: the models applied message by message. ``settle``: the messages
     before the last mostly move the lead's prices without crossing a boundary, and the last one is at
     one. ``first(rng, state)``, if given, makes the first message (None: no case); ``book`` are further
@@ -391,7 +391,7 @@ def lead_case(rng, types, length, *, settle=False, first=None, **book):
         orders.append([request for request in model.evaluate(state.book.tops(), record)
                        if risk.check(request) is None])
     return Case(tops, depths, state.config, state.limits, records, orders,
-                gaps=[rng.randint(2, 5) for _ in records[1:]])
+                gaps=[rng.randint(*gaps) for _ in records[1:]])
 
 
 def removal_case(rng):
@@ -542,8 +542,9 @@ def target_add_message(rng, state):
 
 
 def target_first_case(rng):
-    """A target's add (``target_add_message``), then lead moves, the last one at a boundary."""
-    return lead_case(rng, "DUUA", rng.randint(2, 3), settle=True, first=target_add_message)
+    """A target's add (``target_add_message``), then lead moves 2 to 8 cycles apart, the last one at a
+    boundary."""
+    return lead_case(rng, "DUUA", rng.randint(2, 3), settle=True, first=target_add_message, gaps=(2, 8))
 
 
 def requote_case(rng):
@@ -626,35 +627,47 @@ def run_cases(cases, levels=4):
             ctx.set(fast.lead_quiet, 1)
             outputs = []
             # The book keeps its tops (it shows the messages only later); as in the Pipeline, being quiet
-            # drops after the first message (for the lead, not after a target's add behind its quotes),
-            # and an order's frame on tx disturbs the state.
-            lead_quiet = True
+            # drops after the first message (for the lead, not after a target's add behind its quotes, and
+            # only for TARGET_KEPT_CYCLES after a target's message the fast path kept), and an order's
+            # frame on tx disturbs the state.
+            # The cycle the lead is quiet from (None: not again in this case), and the cycles counted.
+            clock = {"now": 0, "lead_quiet_from": 0}
+
+            async def tick():
+                await ctx.tick()
+                clock["now"] += 1
+                ctx.set(fast.lead_quiet, clock["lead_quiet_from"] is not None
+                        and clock["now"] >= clock["lead_quiet_from"])
+
             for index, record in enumerate(case.records):
                 for _ in range(case.gaps[index - 1] - 2 if index else 0):  # two ticks went below
-                    await ctx.tick()
+                    await tick()
                 set_message(ctx, fast.messages.p, record)
                 ctx.set(fast.stamp.as_value(), pack_fields(Stamp, cycle=number * 16 + index, packet=number & 0xFF))
                 ctx.set(fast.messages.valid, 1)
                 ctx.set(fast.tracked, 1)
-                lead_quiet = lead_quiet and bool(ctx.get(fast.target_still))
-                await ctx.tick()
+                quiet_from = clock["lead_quiet_from"]
+                if ctx.get(fast.target_kept) and quiet_from is not None:
+                    clock["lead_quiet_from"] = max(quiet_from, clock["now"] + TARGET_KEPT_CYCLES)
+                elif not ctx.get(fast.target_still):
+                    clock["lead_quiet_from"] = None
+                await tick()
                 ctx.set(fast.messages.valid, 0)
                 ctx.set(fast.tracked, 0)
                 ctx.set(fast.target_quiet, 0)
-                ctx.set(fast.lead_quiet, lead_quiet)
                 for _ in range(FAST_LATENCY - 1):
-                    await ctx.tick()
+                    await tick()
                 if ctx.get(fast.fast.valid):
                     fields = layout_fields(RequestLayout, ctx.get(fast.fast.p.as_value()))
                     stamp = layout_fields(Stamp, fields["stamp"])
                     outputs.append((fields["slot"], fields["side"], fields["price"], fields["shares"],
                                     fields["fair_value"], fields["fair_valid"], stamp["cycle"]))
                     ctx.set(fast.disturbed, 1)
-                    lead_quiet = False
+                    clock["lead_quiet_from"] = None
                     ctx.set(fast.lead_quiet, 0)
                 else:
                     outputs.append(None)
-                await ctx.tick()
+                await tick()
                 if ctx.get(fast.fast.valid):
                     outputs[-1] = "held"  # one request per message, for one cycle
             results.append(outputs)
@@ -807,8 +820,9 @@ def test_messages_behind_the_best_prices_keep_the_state(seed):
 @pytest.mark.parametrize("seed", range(2))
 def test_lead_moves_after_a_target_add_match_the_exact_path(seed):
     """A target's add behind its quote leaves the quotes the lead's orders take as they are: a lead move
-    after it is judged (the Pipeline's count for the lead goes on); after an add at or before the quote,
-    what the fast path sends is still the exact path's order, on the quote the add left."""
+    after it is judged (the Pipeline's count for the lead goes on); an add before the quote on which
+    nothing fires is kept, and a lead move ``TARGET_KEPT_CYCLES`` or more after it is judged on the
+    quote it left; what the fast path sends is the exact path's order."""
     later = check_chains(make_cases(target_first_case, random.Random(f"fast_trigger/target_first/{seed}"), 1000))
     assert later >= 25, f"orders after a target's add: {later}"
 
@@ -841,9 +855,9 @@ def check_chains(cases):
     return later
 
 
-def directed_chain(lead_orders, records, target=(100, 102), levels=4):
-    """The fast trigger's output per message, and the exact path's orders, for ``records`` sent 3 cycles
-    apart on a quiet book: the target's bid and ask ``target`` and ``lead_orders`` ((reference, "B" or
+def directed_chain(lead_orders, records, target=(100, 102), levels=4, gap=3):
+    """The fast trigger's output per message, and the exact path's orders, for ``records`` sent ``gap``
+    cycles apart on a quiet book: the target's bid and ask ``target`` and ``lead_orders`` ((reference, "B" or
     "S", price)), 50 shares each; the snipe with edge 0 and size 10, limits that pass every order; a book
     of ``levels`` levels a side."""
     book = BookModel(slots=2, capacity=4096, levels=levels, locates=[LEAD_LOCATE, TARGET_LOCATE])
@@ -860,7 +874,7 @@ def directed_chain(lead_orders, records, target=(100, 102), levels=4):
     for record in records:
         book.apply(record)
         orders.append(model.evaluate(book.tops(), record))
-    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[3] * (len(records) - 1))], levels)
+    got = run_cases([Case(tops, depths, config, limits, records, orders, gaps=[gap] * (len(records) - 1))], levels)
     return got[0], orders
 
 
@@ -945,6 +959,17 @@ def test_kept_chains_send_the_exact_paths_orders(name):
     got, orders = directed_chain(lead_orders, records)
     assert [bool(order) for order in orders] == fires
     assert got == [as_output(order[0], index) if order else None for index, order in enumerate(orders)]
+
+
+@pytest.mark.parametrize("side, lead_move", [("S", replace(4, 7, 106)), ("B", replace(3, 7, 97))])
+def test_a_lead_move_after_a_kept_target_add_takes_its_quote(side, lead_move):
+    """A target's add at a better price on which nothing fires is kept: ``TARGET_KEPT_CYCLES`` later a
+    lead move is judged on the quote it left (a buy at 101, not at the ask of 102 before; a sell at 101,
+    not at the bid of 100)."""
+    got, orders = directed_chain([(3, "B", 100), (4, "S", 102)], [target_add(9, side, 101), lead_move],
+                                 gap=TARGET_KEPT_CYCLES)
+    assert not orders[0] and orders[1][0].price == 101
+    assert got == [None, as_output(orders[1][0], 1)]
 
 
 @pytest.mark.parametrize("side, lead_move", [("S", replace(4, 7, 106)), ("B", replace(3, 7, 97))])
