@@ -351,7 +351,8 @@ class FastTrigger(wiring.Component):
         # caught up (`target_quiet`).
         target_now = Signal(data.ArrayLayout(_TargetQuote, 2))
         target_book = self.depths[self.target_slot]
-        for side, quote, depth_side in ((Side.BID, target.ask, target_book.ask), (Side.ASK, target.bid, target_book.bid)):
+        for side, quote, depth_side in ((Side.BID, target.ask, target_book.ask),
+                                        (Side.ASK, target.bid, target_book.bid)):
             view = target_now[side.value]
             m.d.comb += [view.price.eq(quote.price), view.shares.eq(quote.shares),
                          view.formable.eq(quote.valid & ~target.unreliable), view.valid.eq(quote.valid),

@@ -33,8 +33,8 @@ from .rx_path import COUNTERS, RX_CONFIG, RX_LATENCY, RX_STROBES, RxStages, conn
 from .stream import Beat, rx_stream
 from .trigger import TRIGGER_LATENCY, Trigger
 
-__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES", "SAME_QUIET_CYCLES",
-           "REQUEST_QUIET_CYCLES", "ORDER_QUIET_CYCLES"]
+__all__ = ["Pipeline", "TRIGGER_CONFIG", "RISK_CONFIG", "TEMPLATE_CONFIG", "DEFAULT_SLOTS", "QUIET_CYCLES",
+           "SAME_QUIET_CYCLES", "REQUEST_QUIET_CYCLES", "ORDER_QUIET_CYCLES"]
 
 DEFAULT_SLOTS = 2
 #: Cycles the pipeline must go without a tracked message, bad packet end or register write (and
@@ -52,7 +52,8 @@ SAME_QUIET_CYCLES = REPLACE_LATENCY + max(FAST_SETTLE_CYCLES, TRIGGER_LATENCY)
 #: restarts the count), or it was rejected, which leaves the gate's state as it was.
 REQUEST_QUIET_CYCLES = RISK_LATENCY
 #: The same after an order leaves the risk gate: the state it moved (outstanding orders, tokens) shows
-#: from that cycle on, and in the gate's forecast ``FORECAST_LATENCY`` cycles later.
+#: from that cycle on, and in the gate's forecast ``FORECAST_LATENCY`` cycles later (a count of n lets
+#: the fast path judge a message from n + 1 cycles after what restarted it).
 ORDER_QUIET_CYCLES = FORECAST_LATENCY - 1
 
 #: Strategy registers, with their reset values (0 = off, and so on).
